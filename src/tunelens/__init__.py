@@ -1,0 +1,48 @@
+"""tunelens: keep machine-learning models healthy after they are trained.
+
+Public names are imported lazily, so ``import tunelens`` stays fast and pulls in
+neither torch, plotly nor fastapi.
+
+Example:
+    >>> import tunelens
+    >>> tunelens.__version__
+    '0.1.0'
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+_LAZY: dict[str, str] = {
+    "Finding": "tunelens.findings",
+    "InputError": "tunelens.errors",
+    "Monitor": "tunelens.monitor",
+    "ModelRecord": "tunelens.store",
+    "Store": "tunelens.store",
+    "DuckDBStore": "tunelens.store",
+    "open_store": "tunelens.store",
+}
+
+__all__ = ["__version__", *sorted(_LAZY)]
+
+if TYPE_CHECKING:
+    from tunelens.errors import InputError
+    from tunelens.findings import Finding
+    from tunelens.monitor import Monitor
+    from tunelens.store import DuckDBStore, ModelRecord, Store, open_store
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'tunelens' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
