@@ -26,7 +26,16 @@ _LAZY: dict[str, str] = {
     "open_store": "tunelens.store",
 }
 
-__all__ = ["__version__", *sorted(_LAZY)]
+__all__ = [
+    "DuckDBStore",
+    "Finding",
+    "InputError",
+    "ModelRecord",
+    "Monitor",
+    "Store",
+    "__version__",
+    "open_store",
+]
 
 if TYPE_CHECKING:
     from tunelens.errors import InputError

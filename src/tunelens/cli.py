@@ -1,8 +1,704 @@
-"""The `tunelens` command (placeholder until the CLI lands)."""
+"""The ``tunelens`` command: parse, call the library, format.
+
+Commands: ``log`` and ``labels`` (bulk ingestion from CSV/Parquet), ``metrics`` (the
+windowed metrics as a table or JSON) and ``demo``. Exit codes: 0 on success, 2 on bad
+input with one ``error: ...`` line on stderr, 1 on an internal error (set
+``TUNELENS_DEBUG=1`` for the traceback).
+
+Example:
+    .. code-block:: console
+
+        $ tunelens log --store m.duckdb --model churn preds.parquet \\
+            --id id --prediction pred --score proba --timestamp ts --target label
+        $ tunelens metrics --store m.duckdb --model churn --window 1d --json
+"""
 
 from __future__ import annotations
 
+import json
+import math
+import os
+import sys
+import traceback
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from tunelens import __version__
+from tunelens.errors import InputError
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import pyarrow as pa
+    from rich.console import Console
+
+    from tunelens.io import Batch, TableFile
+    from tunelens.monitor import Monitor
+    from tunelens.store import Store
+
+__all__ = ["app", "main", "run"]
+
+DEBUG_ENV = "TUNELENS_DEBUG"
+#: Files with more rows than this get a progress bar (when stderr is a terminal).
+PROGRESS_MIN_ROWS = 1_000_000
+TASKS = ("binary", "multiclass", "regression")
+
+#: Columns shown by ``tunelens metrics`` when present and not all empty, in this order.
+TABLE_COLUMNS = (
+    "window_start",
+    "rows",
+    "labelled_rows",
+    "accuracy",
+    "precision",
+    "recall",
+    "f1",
+    "roc_auc",
+    "pr_auc",
+    "log_loss",
+    "mae",
+    "rmse",
+    "r2",
+    "latency_p50",
+    "latency_p99",
+    "throughput",
+)
+
+app = typer.Typer(
+    name="tunelens",
+    help="Keep machine-learning models healthy after training.",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+
+class CliError(Exception):
+    """A failure the CLI reports as one line, with its exit code."""
+
+    def __init__(self, message: str, code: int = 2) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+
+
+def _version(value: bool) -> None:
+    if value:
+        sys.stdout.write(f"tunelens {__version__}\n")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", help="Print the version and exit.", is_eager=True, callback=_version
+        ),
+    ] = False,
+) -> None:
+    """Keep machine-learning models healthy after training."""
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def stdout_console() -> Console:
+    """A rich console on stdout; 200 columns wide when not a terminal."""
+    from rich.console import Console
+
+    console = Console(highlight=False, soft_wrap=False)
+    if not console.is_terminal:  # piped or captured: never squeeze a table to 80 columns
+        console = Console(highlight=False, soft_wrap=False, width=200)
+    return console
+
+
+def _stderr() -> Console:
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False)
+
+
+def _open_store(url: str, *, must_exist: bool) -> Store:
+    """Open the store; reading commands refuse a store file that does not exist."""
+    from tunelens.store import open_store
+
+    if must_exist and "://" not in url and not Path(url).exists():
+        raise InputError(f"--store {url}", "no such store file", "log predictions into it first")
+    return open_store(url)
+
+
+def _require_model(store: Store, model: str) -> None:
+    if store.get_model(model) is None:
+        known = ", ".join(record.name for record in store.list_models()) or "none"
+        raise InputError(f"--model {model}", "not in this store", f"models in the store: {known}")
+
+
+@contextmanager
+def _progress(table: TableFile, label: str) -> Iterator[Any]:
+    """A rich progress bar on stderr for big files; yields ``advance_to(done)``."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    console = _stderr()
+    show = table.total_rows > PROGRESS_MIN_ROWS and console.is_terminal
+    columns: list[Any] = [TextColumn("{task.description}"), BarColumn()]
+    if table.progress_unit == "rows":
+        columns.append(MofNCompleteColumn())
+    else:
+        columns.append(TextColumn("{task.percentage:>3.0f}%"))
+    columns.append(TimeRemainingColumn())
+    with Progress(*columns, console=console, disable=not show, transient=True) as progress:
+        task = progress.add_task(label, total=table.progress_total)
+
+        def advance_to(done: int) -> None:
+            progress.update(task, completed=done)
+
+        yield advance_to
+
+
+def _ids(batch: Batch, id_column: str | None, prefix: str) -> list[str]:
+    from tunelens.io import column_to_strings
+
+    if id_column is None:
+        start = batch.first_row
+        return [f"{prefix}:{start + offset}" for offset in range(batch.table.num_rows)]
+    return column_to_strings(batch.table.column(id_column), id_column, batch.first_row)
+
+
+def _timestamps(batch: Batch, column: str | None) -> pa.Array | None:
+    """The timestamp column as timestamp[us, UTC]; text must be ISO-8601."""
+    if column is None:
+        return None
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    values = batch.table.column(column).combine_chunks()
+    kind = values.type
+    if pa.types.is_timestamp(kind):
+        if kind.tz is None:  # naive times are taken as UTC
+            values = pc.assume_timezone(values, "UTC")
+        # Sub-microsecond digits are dropped, not refused: the store keeps microseconds.
+        return pc.cast(values, pa.timestamp("us", tz="UTC"), safe=False)
+    if pa.types.is_date(kind):
+        return values.cast(pa.timestamp("us")).cast(pa.timestamp("us", tz="UTC"))
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        utc = pa.timestamp("us", tz="UTC")
+        with suppress(pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            return pc.cast(values, utc)  # ISO-8601 with an offset or Z
+        with suppress(pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            return pc.assume_timezone(pc.cast(values, pa.timestamp("us")), "UTC")  # naive: UTC
+        parsed: list[datetime] = []  # mixed forms, or a bad value to report by row
+        for offset, text in enumerate(values.to_pylist()):
+            try:
+                parsed.append(_parse_iso(text))
+            except (TypeError, ValueError):
+                raise InputError(
+                    f"column {column!r} row {batch.first_row + offset}",
+                    f"expected an ISO-8601 timestamp, got {text!r}",
+                ) from None
+        return pa.array(parsed, type=utc)
+    raise InputError(f"column {column!r}", f"expected timestamps, got values of type {kind}")
+
+
+def _parse_iso(text: str) -> datetime:
+    stamp = datetime.fromisoformat(text)
+    if stamp.tzinfo is None:
+        return stamp.replace(tzinfo=UTC)
+    return stamp.astimezone(UTC)
+
+
+def _parse_when(value: str | None, flag: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        return _parse_iso(value)
+    except ValueError:
+        raise InputError(
+            flag, f"expected an ISO-8601 time like 2026-01-31T12:00:00Z, got {value!r}"
+        ) from None
+
+
+def _labels(batch: Batch, column: str) -> tuple[Any, Any]:
+    """(mask of rows that have a label, the labels of those rows)."""
+    import numpy as np
+    import pyarrow.compute as pc
+
+    values = batch.table.column(column)
+    present = np.asarray(pc.is_valid(values).to_numpy(zero_copy_only=False), dtype=bool)
+    return present, values.drop_null()
+
+
+# --------------------------------------------------------------------------- log
+
+
+@app.command("log")
+def log_command(
+    files: Annotated[
+        list[Path],
+        typer.Argument(
+            metavar="PREDICTIONS_FILE...", help="CSV or Parquet files.", show_default=False
+        ),
+    ],
+    store: Annotated[str, typer.Option("--store", help="Store file (DuckDB) or URL.")],
+    model: Annotated[str, typer.Option("--model", help="Model name.")],
+    prediction: Annotated[str, typer.Option("--prediction", help="Predicted label column.")],
+    score: Annotated[
+        str | None,
+        typer.Option(
+            "--score",
+            help="Positive-class probability column, or one column per class: p0,p1,p2.",
+        ),
+    ] = None,
+    id_column: Annotated[
+        str | None,
+        typer.Option("--id", help="Prediction id column (labels join on it; default FILE:ROW)."),
+    ] = None,
+    timestamp: Annotated[str | None, typer.Option("--timestamp", help="Time column.")] = None,
+    target: Annotated[
+        str | None, typer.Option("--target", help="True label column; logged as labels.")
+    ] = None,
+    latency: Annotated[
+        str | None, typer.Option("--latency", help="Latency column, in milliseconds.")
+    ] = None,
+    features: Annotated[
+        str | None,
+        typer.Option("--features", help="Feature columns a,b,c (default: all other columns)."),
+    ] = None,
+    task: Annotated[
+        str | None, typer.Option("--task", help="binary, multiclass or regression.")
+    ] = None,
+    batch_rows: Annotated[
+        int, typer.Option("--batch-rows", help="Rows per batch written.", min=1)
+    ] = 100_000,
+) -> None:
+    """Log predictions (and, with --target, their labels) from CSV or Parquet files."""
+    from tunelens.io import open_table, split_names
+
+    if task is not None and task not in TASKS:
+        raise InputError("--task", f"expected one of {', '.join(TASKS)}, got {task!r}")
+    scores = split_names(score)
+    if score is not None and not scores:
+        raise InputError("--score", "names no column")
+    used = [prediction, *scores]
+    used += [name for name in (id_column, timestamp, target, latency) if name is not None]
+    if len(set(used)) != len(used):
+        raise InputError("columns", f"a column is named by two flags: {', '.join(used)}")
+
+    tables = [open_table(path) for path in files]
+    first = tables[0]
+    feature_names = (
+        split_names(features)
+        if features is not None
+        else [name for name in first.columns if name not in used]
+    )
+    for table in tables:
+        table.require([prediction], flag="--prediction")
+        table.require(scores, flag="--score")
+        for name, flag in (
+            (id_column, "--id"),
+            (timestamp, "--timestamp"),
+            (target, "--target"),
+            (latency, "--latency"),
+        ):
+            if name is not None:
+                table.require([name], flag=flag)
+        table.require(feature_names, flag="--features")
+
+    st = _open_store(store, must_exist=False)
+    out = stdout_console()
+    accepted = labelled = matched = 0
+    try:
+        from tunelens.monitor import Monitor
+
+        monitor = Monitor(model, store=st, task=task, resources=False)
+        try:
+            for table in tables:
+                a, lab, m = _log_file(
+                    monitor,
+                    table,
+                    prediction=prediction,
+                    scores=scores,
+                    id_column=id_column,
+                    timestamp=timestamp,
+                    target=target,
+                    latency=latency,
+                    feature_names=feature_names,
+                    batch_rows=batch_rows,
+                    done=(accepted, labelled),
+                )
+                accepted += a
+                labelled += lab
+                matched += m
+        finally:
+            monitor.close()
+    finally:
+        st.close()
+    message = f"accepted {accepted:,} rows for model {model!r} into {store}"
+    if target is not None:
+        message += f"; labels: {labelled:,} accepted, {matched:,} matched"
+    out.print(message)
+
+
+def _log_file(
+    monitor: Monitor,
+    table: TableFile,
+    *,
+    prediction: str,
+    scores: list[str],
+    id_column: str | None,
+    timestamp: str | None,
+    target: str | None,
+    latency: str | None,
+    feature_names: list[str],
+    batch_rows: int,
+    done: tuple[int, int],
+) -> tuple[int, int, int]:
+    """Log one file batch by batch; an error names how many rows were already kept."""
+    import numpy as np
+
+    from tunelens.io import column_to_float
+
+    columns = [prediction, *scores, *feature_names]
+    columns += [name for name in (id_column, timestamp, target, latency) if name is not None]
+    columns = list(dict.fromkeys(columns))
+    floats = [*scores, *([latency] if latency else [])]
+    accepted = labelled = matched = 0
+    batch_first: int | None = None
+    with _progress(table, f"logging {table.path.name}") as advance_to:
+        try:
+            for batch in table.batches(
+                columns,
+                batch_rows,
+                as_text=[name for name in (id_column, timestamp) if name],
+                as_float=floats,
+            ):
+                batch_first = batch.first_row
+                ids = _ids(batch, id_column, table.path.name)
+                score_values: Any = None
+                if len(scores) == 1:
+                    score_values = column_to_float(
+                        batch.table.column(scores[0]), scores[0], batch.first_row
+                    )
+                elif scores:
+                    score_values = np.column_stack(
+                        [
+                            column_to_float(batch.table.column(name), name, batch.first_row)
+                            for name in scores
+                        ]
+                    )
+                latency_values = (
+                    column_to_float(batch.table.column(latency), latency, batch.first_row)
+                    if latency
+                    else None
+                )
+                accepted += monitor.log(
+                    ids,
+                    batch.table.select(feature_names),
+                    batch.table.column(prediction),
+                    scores=score_values,
+                    latency_ms=latency_values,
+                    timestamps=_timestamps(batch, timestamp),
+                )
+                if target is not None:
+                    present, labels = _labels(batch, target)
+                    if len(labels):
+                        kept_ids = [ident for ident, ok in zip(ids, present, strict=True) if ok]
+                        got, hit = monitor.log_labels(kept_ids, labels)
+                        labelled += got
+                        matched += hit
+                advance_to(batch.done)
+        except (InputError, ValueError) as exc:
+            total = done[0] + accepted
+            note = f"{total:,} rows accepted before this error"
+            if target is not None:
+                note += f", {done[1] + labelled:,} labels"
+            where = f"{table.path.name}"
+            if batch_first is not None and not str(exc).startswith(("column ", table.path.name)):
+                where += f", batch from row {batch_first:,}"
+            raise CliError(f"{where}: {exc} ({note})") from exc
+    return accepted, labelled, matched
+
+
+# --------------------------------------------------------------------------- labels
+
+
+@app.command("labels")
+def labels_command(
+    file: Annotated[
+        Path, typer.Argument(metavar="LABELS_FILE", help="CSV or Parquet file.", show_default=False)
+    ],
+    store: Annotated[str, typer.Option("--store", help="Store file (DuckDB) or URL.")],
+    model: Annotated[str, typer.Option("--model", help="Model name.")],
+    id_column: Annotated[str, typer.Option("--id", help="Prediction id column.")],
+    label: Annotated[str, typer.Option("--label", help="True label column.")],
+    timestamp: Annotated[
+        str | None, typer.Option("--timestamp", help="When each label arrived (default: now).")
+    ] = None,
+    batch_rows: Annotated[
+        int, typer.Option("--batch-rows", help="Rows per batch written.", min=1)
+    ] = 100_000,
+) -> None:
+    """Log late labels (joined to predictions by id); prints accepted and matched."""
+    from tunelens.io import open_table
+
+    table = open_table(file)
+    table.require([id_column], flag="--id")
+    table.require([label], flag="--label")
+    if timestamp is not None:
+        table.require([timestamp], flag="--timestamp")
+    st = _open_store(store, must_exist=True)
+    accepted = matched = 0
+    try:
+        _require_model(st, model)
+        from tunelens.monitor import Monitor
+
+        monitor = Monitor(model, store=st, resources=False)
+        columns = list(dict.fromkeys([id_column, label, *([timestamp] if timestamp else [])]))
+        try:
+            with _progress(table, f"labels {table.path.name}") as advance_to:
+                as_text = [id_column, *([timestamp] if timestamp else [])]
+                for batch in table.batches(columns, batch_rows, as_text=as_text):
+                    ids = _ids(batch, id_column, table.path.name)
+                    present, labels = _labels(batch, label)
+                    stamps = _timestamps(batch, timestamp)
+                    if not present.all():
+                        ids = [ident for ident, ok in zip(ids, present, strict=True) if ok]
+                        if stamps is not None:
+                            import pyarrow as pa
+
+                            stamps = stamps.filter(pa.array(present))
+                    if len(ids):
+                        got, hit = monitor.log_labels(ids, labels, timestamps=stamps)
+                        accepted += got
+                        matched += hit
+                    advance_to(batch.done)
+        except (InputError, ValueError) as exc:
+            raise CliError(
+                f"{table.path.name}: {exc} ({accepted:,} labels accepted before this error)"
+            ) from exc
+        finally:
+            monitor.close()
+    finally:
+        st.close()
+    stdout_console().print(f"accepted {accepted:,} labels, matched {matched:,} for model {model!r}")
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+@app.command("metrics")
+def metrics_command(
+    store: Annotated[str, typer.Option("--store", help="Store file (DuckDB) or URL.")],
+    model: Annotated[str, typer.Option("--model", help="Model name.")],
+    window: Annotated[str, typer.Option("--window", help="Window width: 15m, 1h, 1d.")] = "1h",
+    since: Annotated[str | None, typer.Option("--since", help="ISO-8601 start.")] = None,
+    until: Annotated[str | None, typer.Option("--until", help="ISO-8601 end (excluded).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON rows.")] = False,
+    columns: Annotated[
+        str | None, typer.Option("--columns", help="Table columns a,b,c (default: the main ones).")
+    ] = None,
+) -> None:
+    """Print the windowed metrics of a model as a table or as JSON."""
+    start = _parse_when(since, "--since")
+    end = _parse_when(until, "--until")
+    st = _open_store(store, must_exist=True)
+    try:
+        _require_model(st, model)
+        from tunelens.monitor import Monitor
+
+        monitor = Monitor(model, store=st, resources=False)
+        try:
+            frame = monitor.metrics(window=window, since=start, until=end)
+        finally:
+            monitor.close()
+    finally:
+        st.close()
+    if as_json:
+        sys.stdout.write(json.dumps(frame_records(frame), allow_nan=False) + "\n")
+        return
+    from tunelens.io import split_names
+
+    frame = flat_frame(frame)
+    chosen = split_names(columns) or None
+    if chosen is not None:
+        missing = [name for name in chosen if name not in frame.columns]
+        if missing:
+            raise InputError(
+                f"--columns {missing[0]}",
+                "not a metric",
+                f"available: {', '.join(map(str, frame.columns))}",
+            )
+    stdout_console().print(
+        metrics_table(frame, columns=chosen, title=f"{model} — windows of {window}")
+    )
+
+
+def _json_value(value: Any) -> Any:
+    import numpy as np
+    import pandas as pd
+
+    if value is None:
+        return None
+    if isinstance(value, pd.Timestamp | datetime):
+        stamp = pd.Timestamp(value)
+        if pd.isna(stamp):
+            return None
+        stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+        return stamp.isoformat()
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, bool | int | str):
+        return value
+    try:
+        if pd.isna(value):
+            return None
+    except (TypeError, ValueError):
+        pass
+    return str(value)
+
+
+def flat_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """The metrics frame with ``window_start`` as a column (`Monitor.metrics` indexes by it)."""
+    if "window_start" not in frame.columns and frame.index.name == "window_start":
+        return frame.reset_index()
+    return frame
+
+
+def frame_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """A metrics DataFrame as JSON-safe row objects: NaN -> None, times ISO-8601 UTC."""
+    frame = flat_frame(frame)
+    names = [str(name) for name in frame.columns]
+    return [
+        {name: _json_value(value) for name, value in zip(names, row, strict=True)}
+        for row in frame.itertuples(index=False, name=None)
+    ]
+
+
+def _cell(name: str, value: Any) -> str:
+    record = _json_value(value)
+    if record is None:
+        return "-"
+    if name.startswith("window") and isinstance(record, str):
+        return record.replace("T", " ")[:16]
+    if isinstance(record, bool):
+        return str(record)
+    if isinstance(record, int):
+        return f"{record:,}"
+    if isinstance(record, float):
+        if name.endswith("rows") or name.endswith("bytes"):
+            return f"{record:,.0f}"
+        if abs(record) >= 1000:
+            return f"{record:,.0f}"
+        if name.startswith("latency"):
+            return f"{record:.3f}" if abs(record) < 1 else f"{record:.2f}"
+        return f"{record:.4f}" if abs(record) < 10 else f"{record:.2f}"
+    return str(record)
+
+
+def metrics_table(
+    frame: pd.DataFrame, *, columns: Sequence[str] | None = None, title: str | None = None
+) -> Any:
+    """A rich Table of windowed metrics (the main columns that hold any value)."""
+    from rich.table import Table
+
+    frame = flat_frame(frame)
+
+    if columns is None:
+        columns = [
+            name
+            for name in TABLE_COLUMNS
+            if name in frame.columns and (name == "window_start" or frame[name].notna().any())
+        ]
+    table = Table(title=title, show_lines=False)
+    for name in columns:
+        table.add_column(
+            name.replace("_", " "), justify="left" if name == "window_start" else "right"
+        )
+    for row in frame[list(columns)].itertuples(index=False, name=None):
+        table.add_row(*[_cell(name, value) for name, value in zip(columns, row, strict=True)])
+    return table
+
+
+# --------------------------------------------------------------------------- demo
+
+
+@app.command("demo")
+def demo_command(
+    out: Annotated[Path, typer.Option("--out", help="Where the demo writes its store.")] = Path(
+        "tunelens-demo"
+    ),
+) -> None:
+    """Run the monitoring demo on shipped data; prints the metrics and the store's path."""
+    from tunelens.demo import run as run_demo
+
+    run_demo(out, console=stdout_console())
+
+
+# --------------------------------------------------------------------------- entry
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    """Run the command line ``argv`` (default ``sys.argv[1:]``); returns the exit code."""
+    from typer._click.exceptions import ClickException
+
+    command = typer.main.get_command(app)
+    debug = bool(os.environ.get(DEBUG_ENV))
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args:  # a bare `tunelens` is a request for help, not an error
+        args = ["--help"]
+    try:
+        result = command.main(
+            args=args,
+            prog_name="tunelens",
+            standalone_mode=False,
+        )
+    except CliError as exc:
+        sys.stderr.write(f"error: {_one_line(exc.message)}\n")
+        return exc.code
+    except ClickException as exc:
+        sys.stderr.write(f"error: {_one_line(exc.format_message())}\n")
+        return exc.exit_code
+    except (InputError, ValueError, FileNotFoundError) as exc:
+        if debug:
+            traceback.print_exc()
+        sys.stderr.write(f"error: {_one_line(str(exc)) or type(exc).__name__}\n")
+        return 2
+    except typer.Abort:
+        sys.stderr.write("error: aborted\n")
+        return 1
+    except KeyboardInterrupt:
+        sys.stderr.write("error: interrupted\n")
+        return 130
+    except Exception as exc:
+        if debug:
+            traceback.print_exc()
+        sys.stderr.write(
+            f"error: internal error: {type(exc).__name__}: {_one_line(str(exc))} "
+            f"(rerun with {DEBUG_ENV}=1 for a traceback)\n"
+        )
+        return 1
+    return result if isinstance(result, int) else 0
+
 
 def main() -> None:
-    """Entry point of the `tunelens` console script."""
-    raise SystemExit("tunelens: the CLI is not built yet")
+    """Entry point of the ``tunelens`` console script."""
+    sys.exit(run())
+
+
+if __name__ == "__main__":
+    main()

@@ -35,6 +35,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from types import TracebackType
 from typing import Any, Literal, Protocol, runtime_checkable
 
 import pyarrow as pa
@@ -177,4 +178,17 @@ class Store(Protocol):
 
     def close(self) -> None:
         """Release the file or connection. Idempotent."""
+        ...
+
+    def __enter__(self) -> Store:
+        """The store itself, so that ``with open_store(...) as store:`` closes it."""
+        ...
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Close the store."""
         ...

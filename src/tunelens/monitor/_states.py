@@ -1,0 +1,321 @@
+"""Per-window metric states: updated from contiguous row slices, merged, serialised.
+
+A `WindowAccumulator` holds every state a window needs for its task (confusion matrix,
+ranking, probabilistic and calibration states, or regression sums; a latency sketch;
+row, busy-time and resource sums). Its ``to_states`` output is what the store keeps
+beside the values, so any longer range re-aggregates exactly by merging.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+import warnings
+import zlib
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from tunelens.metrics import (
+    BinaryRankingState,
+    CalibrationState,
+    ClassificationState,
+    MulticlassRankingState,
+    ProbabilisticState,
+    QuantileSketch,
+    RegressionState,
+    UndefinedMetricWarning,
+    state_from_dict,
+)
+
+__all__ = ["WindowAccumulator", "metric_columns"]
+
+_BINARY = ("accuracy", "error_rate", "precision", "recall", "f1")
+_AVERAGED = tuple(
+    f"{m}_{avg}" for avg in ("macro", "micro", "weighted") for m in ("precision", "recall", "f1")
+)
+_PROBABILISTIC = ("roc_auc", "pr_auc", "log_loss", "brier", "ece")
+_REGRESSION = ("mae", "rmse", "r2", "mape")
+_ALWAYS = (
+    "latency_p50",
+    "latency_p90",
+    "latency_p99",
+    "latency_p999",
+    "latency_mean",
+    "throughput",
+    "flops_per_s",
+    "cpu_percent",
+    "rss_bytes",
+    "gpu_util_percent",
+    "gpu_memory_bytes",
+)
+_QUANTILES = {
+    "p50": "latency_p50",
+    "p90": "latency_p90",
+    "p99": "latency_p99",
+    "p999": "latency_p999",
+}
+NAN = float("nan")
+#: Histogram bins of the streaming ROC/PR states kept per window: a stored state is
+#: 2 x bins float64 per class, so 4096 bins keep a binary window under 100 kB of JSON
+#: (AUC error below ~1e-4 for scores that are not piled into a few bins).
+RANKING_BINS = 4096
+MULTICLASS_RANKING_BINS = 1024
+
+
+def metric_columns(task: str) -> list[str]:
+    """Columns of the metrics table for a task, in order."""
+    if task == "regression":
+        labelled: tuple[str, ...] = _REGRESSION
+    elif task == "multiclass":
+        labelled = _BINARY + _AVERAGED + _PROBABILISTIC
+    else:
+        labelled = _BINARY + _PROBABILISTIC
+    return ["rows", "labelled_rows", *labelled, *_ALWAYS]
+
+
+def _new_counts() -> dict[str, float]:
+    return {
+        "rows": 0.0,
+        "labelled_rows": 0.0,
+        "seconds": 0.0,
+        "busy_s": 0.0,
+        "timed_rows": 0.0,
+        "cpu_sum": 0.0,
+        "cpu_n": 0.0,
+        "rss_max": NAN,
+        "gpu_util_sum": 0.0,
+        "gpu_util_n": 0.0,
+        "gpu_memory_max": NAN,
+    }
+
+
+def _nanmax(a: float, b: float) -> float:
+    if math.isnan(a):
+        return b
+    if math.isnan(b):
+        return a
+    return max(a, b)
+
+
+class WindowAccumulator:
+    """Every state of one window, or of a merge of windows.
+
+    Args:
+        task: ``"binary"``, ``"multiclass"`` or ``"regression"``.
+        n_classes: classes of a classification model.
+        seconds: the window's width (throughput is rows per second of it).
+    """
+
+    def __init__(self, task: str, n_classes: int, seconds: float) -> None:
+        self.task = task
+        self.n_classes = n_classes
+        self.counts = _new_counts()
+        self.counts["seconds"] = float(seconds)
+        self.states: dict[str, Any] = {"latency": QuantileSketch(relative_accuracy=0.01)}
+        if task == "regression":
+            self.states["regression"] = RegressionState()
+        else:
+            self.states["confusion"] = ClassificationState(labels=list(range(n_classes)))
+            self.states["proba"] = ProbabilisticState(n_classes=n_classes)
+            self.states["calibration"] = CalibrationState(n_bins=10)
+            self.states["ranking"] = (
+                BinaryRankingState(mode="streaming", n_bins=RANKING_BINS)
+                if task == "binary"
+                else MulticlassRankingState(
+                    n_classes=n_classes, mode="streaming", n_bins=MULTICLASS_RANKING_BINS
+                )
+            )
+
+    def update(
+        self,
+        prediction: npt.NDArray[Any],
+        label: npt.NDArray[Any],
+        labelled: npt.NDArray[np.bool_],
+        scores: npt.NDArray[np.float64] | None,
+        latency_ms: npt.NDArray[np.float64],
+        batch_size: npt.NDArray[Any],
+    ) -> None:
+        """Add one window's rows (contiguous slices of the scanned columns).
+
+        Args:
+            prediction: class indices or regression values.
+            label: labels (class indices or values); only rows where ``labelled``.
+            labelled: which rows have a label.
+            scores: binary P(positive) (n,), multiclass (n, K), NaN where missing; or None.
+            latency_ms: call latency, NaN where unknown.
+            batch_size: rows of the call that produced each row.
+        """
+        n = len(prediction)
+        self.counts["rows"] += n
+        timed = ~np.isnan(latency_ms)
+        n_timed = int(timed.sum())
+        if n_timed:
+            lat = latency_ms[timed] if n_timed < n else latency_ms
+            self.states["latency"].update(lat)
+            bs = batch_size[timed] if n_timed < n else batch_size
+            self.counts["busy_s"] += float(np.sum(lat / bs)) / 1000.0
+            self.counts["timed_rows"] += n_timed
+        n_lab = int(labelled.sum())
+        if not n_lab:
+            return
+        self.counts["labelled_rows"] += n_lab
+        if n_lab < n:
+            prediction, label = prediction[labelled], label[labelled]
+            scores = None if scores is None else scores[labelled]
+        if self.task == "regression":
+            self.states["regression"].update(label, prediction)
+            return
+        true_idx = label.astype(np.int64, copy=False)
+        self.states["confusion"].update_codes(true_idx, prediction, self.n_classes)
+        if scores is None:
+            return
+        scored = ~np.isnan(scores) if scores.ndim == 1 else ~np.isnan(scores).any(axis=1)
+        if not scored.all():
+            true_idx, scores = true_idx[scored], scores[scored]
+        if len(true_idx) == 0:
+            return
+        if self.task == "binary":
+            positive = true_idx == 1
+            self.states["ranking"].update(positive, scores)
+            self.states["proba"].update(true_idx, scores)
+            self.states["calibration"].update(positive, scores)
+        else:
+            self.states["ranking"].update(true_idx, scores)
+            self.states["proba"].update(true_idx, scores)
+            top = np.argmax(scores, axis=1)
+            self.states["calibration"].update(top == true_idx, scores[np.arange(len(top)), top])
+
+    def add_resources(
+        self,
+        cpu: npt.NDArray[np.float64],
+        rss: npt.NDArray[np.float64],
+        gpu_util: npt.NDArray[np.float64],
+        gpu_memory: npt.NDArray[np.float64],
+    ) -> None:
+        """Add resource samples of the window (NaN where a reading is missing)."""
+        c = self.counts
+        ok = ~np.isnan(cpu)
+        c["cpu_sum"] += float(cpu[ok].sum())
+        c["cpu_n"] += int(ok.sum())
+        if (~np.isnan(rss)).any():
+            c["rss_max"] = _nanmax(c["rss_max"], float(np.nanmax(rss)))
+        ok = ~np.isnan(gpu_util)
+        c["gpu_util_sum"] += float(gpu_util[ok].sum())
+        c["gpu_util_n"] += int(ok.sum())
+        if (~np.isnan(gpu_memory)).any():
+            c["gpu_memory_max"] = _nanmax(c["gpu_memory_max"], float(np.nanmax(gpu_memory)))
+
+    def merge(self, other: WindowAccumulator) -> None:
+        """Add another window's states into this one."""
+        for key in (
+            "rows",
+            "labelled_rows",
+            "seconds",
+            "busy_s",
+            "timed_rows",
+            "cpu_sum",
+            "cpu_n",
+            "gpu_util_sum",
+            "gpu_util_n",
+        ):
+            self.counts[key] += other.counts[key]
+        for key in ("rss_max", "gpu_memory_max"):
+            self.counts[key] = _nanmax(self.counts[key], other.counts[key])
+        for name, state in other.states.items():
+            if name in self.states:
+                self.states[name].merge(state)
+            else:
+                self.states[name] = state.copy()
+
+    def values(self, flops_per_prediction: float | None) -> dict[str, float]:
+        """Every metric of the task, NaN where undefined."""
+        c = self.counts
+        out = dict.fromkeys(metric_columns(self.task), NAN)
+        out["rows"] = c["rows"]
+        out["labelled_rows"] = c["labelled_rows"]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UndefinedMetricWarning)
+            warnings.simplefilter("ignore", RuntimeWarning)
+            if c["labelled_rows"] > 0:
+                for name, state in self.states.items():
+                    if name == "latency":
+                        continue
+                    for key, value in state.compute().items():
+                        if key in out and key not in ("rows", "labelled_rows"):
+                            out[key] = float(value)
+            if c["timed_rows"] > 0:
+                sketch = self.states["latency"].compute()
+                for key, column in _QUANTILES.items():
+                    out[column] = float(sketch[key])
+                out["latency_mean"] = float(sketch["sum"]) / float(sketch["count"])
+        out["throughput"] = c["rows"] / c["seconds"] if c["seconds"] > 0 else NAN
+        if flops_per_prediction is not None and c["busy_s"] > 0:
+            out["flops_per_s"] = flops_per_prediction * c["timed_rows"] / c["busy_s"]
+        if c["cpu_n"]:
+            out["cpu_percent"] = c["cpu_sum"] / c["cpu_n"]
+        out["rss_bytes"] = c["rss_max"]
+        if c["gpu_util_n"]:
+            out["gpu_util_percent"] = c["gpu_util_sum"] / c["gpu_util_n"]
+        out["gpu_memory_bytes"] = c["gpu_memory_max"]
+        return out
+
+    def to_states(self) -> dict[str, Any]:
+        """JSON-safe states: ``{name: state.to_dict()}`` plus a ``counts`` dict."""
+        states: dict[str, Any] = {name: _pack(s.to_dict()) for name, s in self.states.items()}
+        states["counts"] = {k: (None if math.isnan(v) else v) for k, v in self.counts.items()}
+        states["task"] = self.task
+        states["n_classes"] = self.n_classes
+        return states
+
+    @classmethod
+    def from_states(cls, states: Mapping[str, Any]) -> WindowAccumulator:
+        """Rebuild from `to_states` output."""
+        acc = cls.__new__(cls)
+        acc.task = str(states["task"])
+        acc.n_classes = int(states["n_classes"])
+        acc.counts = _new_counts()
+        for key, value in states["counts"].items():
+            acc.counts[key] = NAN if value is None else float(value)
+        acc.states = {
+            name: state_from_dict(_unpack(d))
+            for name, d in states.items()
+            if name not in ("counts", "task", "n_classes")
+        }
+        return acc
+
+
+_PACK_OVER = 1024  # base64 characters; smaller arrays stay as they are
+
+
+def _pack(obj: Any) -> Any:
+    """Deflate the large base64 arrays of a state dict (mostly-empty histograms).
+
+    A window's ROC histogram is thousands of bins of which few are filled; deflated it
+    is a few hundred bytes instead of ~90 kB, so thousands of short windows stay cheap.
+    """
+    if isinstance(obj, dict):
+        data = obj.get("data")
+        if isinstance(data, str) and len(data) > _PACK_OVER and "dtype" in obj:
+            packed = zlib.compress(base64.b64decode(data), 1)
+            rest = {k: v for k, v in obj.items() if k != "data"}
+            return rest | {"zdata": base64.b64encode(packed).decode("ascii")}
+        return {k: _pack(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_pack(v) for v in obj]
+    return obj
+
+
+def _unpack(obj: Any) -> Any:
+    """Inverse of `_pack`."""
+    if isinstance(obj, dict):
+        if "zdata" in obj:
+            raw = zlib.decompress(base64.b64decode(obj["zdata"]))
+            rest = {k: v for k, v in obj.items() if k != "zdata"}
+            return rest | {"data": base64.b64encode(raw).decode("ascii")}
+        return {k: _unpack(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_unpack(v) for v in obj]
+    return obj
