@@ -381,3 +381,47 @@ def test_metrics_imports_numpy_only() -> None:
             for name in names:
                 top = name.split(".")[0]
                 assert top in allowed or name.startswith("tunelens.metrics"), (path.name, name)
+
+
+_E, _EI, _E2 = np.array([]), np.array([], dtype=int), np.zeros((0, 3))
+EMPTY_CALLS: dict[str, list[tuple[Any, ...]]] = {
+    "accuracy_score": [(_EI, _EI)],
+    "error_rate": [(_EI, _EI)],
+    "precision_score": [(_EI, _EI)],
+    "recall_score": [(_EI, _EI)],
+    "f1_score": [(_EI, _EI)],
+    "confusion_matrix": [(_EI, _EI)],
+    "roc_auc_score": [(_EI, _E), (_EI, _E2)],
+    "average_precision_score": [(_EI, _E), (_EI, _E2)],
+    "roc_curve": [(_EI, _E)],
+    "precision_recall_curve": [(_EI, _E)],
+    "log_loss": [(_EI, _E), (_EI, _E2)],
+    "brier_score_loss": [(_EI, _E), (_EI, _E2)],
+    "calibration_curve": [(_EI, _E)],
+    "expected_calibration_error": [(_EI, _E)],
+    "mean_absolute_error": [(_E, _E)],
+    "mean_squared_error": [(_E, _E)],
+    "root_mean_squared_error": [(_E, _E)],
+    "r2_score": [(_E, _E)],
+    "mean_absolute_percentage_error": [(_E, _E)],
+    "classification_metrics": [(_EI, _EI, _E), (_EI, _EI, _E2), (_EI, None, _E)],
+}
+
+
+def test_every_public_metric_has_an_empty_input_case() -> None:
+    from tunelens.testing.metrics import public_metric_functions
+
+    assert public_metric_functions() <= set(EMPTY_CALLS)
+
+
+@pytest.mark.parametrize(
+    ("name", "args"), [(k, a) for k, calls in EMPTY_CALLS.items() for a in calls]
+)
+def test_empty_input_never_crashes(name: str, args: tuple[Any, ...]) -> None:
+    with warnings.catch_warnings(record=True):
+        warnings.simplefilter("always")
+        result = getattr(tm, name)(*args)
+    if isinstance(result, float):
+        assert math.isnan(result)
+    elif isinstance(result, dict):
+        assert all(math.isnan(v) for v in result.values())

@@ -153,3 +153,29 @@ def test_functional_twins_use_state_code_path() -> None:
         st = BinaryRankingState()
         st.update([0, 1, 1, 0], [0.1, 0.8, 0.4, 0.5])
         assert tm.roc_auc_score([0, 1, 1, 0], [0.1, 0.8, 0.4, 0.5]) == st.roc_auc()
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_state_curves_equal_sklearn_after_merge(weighted: bool) -> None:
+    rng = np.random.default_rng(21)
+    n = 2000
+    y = rng.integers(0, 2, n)
+    s = np.round(rng.random(n), 2)
+    w = rng.integers(0, 4, n).astype(float) if weighted else None
+    merged = BinaryRankingState()
+    for chunk in np.array_split(rng.permutation(n), 6):
+        part = BinaryRankingState()
+        part.update(y[chunk], s[chunk], None if w is None else w[chunk])
+        merged.merge(part)
+    for ours, expected in zip(
+        merged.roc_curve(),
+        skm.roc_curve(y, s, sample_weight=w, drop_intermediate=False),
+        strict=True,
+    ):
+        np.testing.assert_allclose(ours, expected, rtol=1e-12, atol=1e-12)
+    for ours, expected in zip(
+        merged.precision_recall_curve(),
+        skm.precision_recall_curve(y, s, sample_weight=w),
+        strict=True,
+    ):
+        np.testing.assert_allclose(ours, expected, rtol=1e-12, atol=1e-12)

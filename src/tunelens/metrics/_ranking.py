@@ -556,6 +556,8 @@ def multiclass_indices(
 ) -> tuple[NDArray[np.intp], NDArray[Any]]:
     """Map labels to column indices (sorted ``labels``, else the sorted labels of y_true)."""
     y = check_labels(y_true, name)
+    if y.size == 0 and labels is None:
+        return np.zeros(0, dtype=np.intp), np.arange(n_columns)
     classes = np.unique(y) if labels is None else np.asarray(labels)
     if labels is not None and not np.array_equal(np.unique(classes), classes):
         raise ValueError("`labels` must be sorted and unique")
