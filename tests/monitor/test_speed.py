@@ -1,9 +1,8 @@
-"""Quick timing smokes (the real acceptance numbers come from the bench)."""
+"""Large and concurrent batches stay correct (speed itself is measured by bench/metrics.py)."""
 
 from __future__ import annotations
 
 import threading
-import time
 
 import numpy as np
 import pytest
@@ -13,23 +12,17 @@ from tunelens.store import Store
 
 
 @pytest.mark.slow
-def test_log_a_million_rows_with_20_features_quickly(store: Store) -> None:
+def test_log_a_million_rows_with_20_features(store: Store) -> None:
     rng = np.random.default_rng(0)
     n = 1_000_000
     X = rng.random((n, 20))
     p = rng.random(n)
     mon = Monitor("fast", store, resources=False)
     mon.log(np.arange(10) + n, X[:10], (p[:10] > 0.5).astype(int), p[:10], latency_ms=1.0)
-    start = time.perf_counter()
     assert mon.log(np.arange(n), X, (p > 0.5).astype(int), p, latency_ms=5.0) == n
-    elapsed = time.perf_counter() - start
-    print(f"log: {n / elapsed:,.0f} rows/s")
-    # the goal is 500k rows/s on a quiet machine; CI machines are shared, so be lenient
-    assert n / elapsed > 150_000
-    start = time.perf_counter()
     table = mon.metrics("1h")
-    print(f"metrics over 1e6 rows: {time.perf_counter() - start:.2f}s")
     assert table["rows"].sum() == n + 10
+    assert table["latency_p50"].iloc[-1] == pytest.approx(5.0, rel=0.01)
 
 
 def test_wrapped_predictions_from_many_threads(store: Store) -> None:
@@ -45,4 +38,5 @@ def test_wrapped_predictions_from_many_threads(store: Store) -> None:
         t.start()
     for t in threads:
         t.join()
+    predict.flush()
     assert store.count("threads")[0] == 4 * 25 * 4

@@ -41,6 +41,7 @@ def test_wrapped_calls_are_logged_with_latency_ids_and_scores(store: Store) -> N
     assert predict.last_ids is not None and len(predict.last_ids) == 3
     assert len(set(predict.last_ids.tolist())) == 3
     mon.log_labels(predict.last_ids, [1, 1, 1])
+    assert predict.flush() == 3
     table = store.scan("wrapped")
     assert table.num_rows == 3
     assert table["id"].to_pylist() == predict.last_ids.tolist()
@@ -64,6 +65,7 @@ def test_sampling_logs_about_the_requested_fraction(store: Store) -> None:
         logged += predict.last_ids is not None
     assert predict.calls == 400 and predict.logged == logged
     assert 0.22 < logged / 400 < 0.38
+    predict.flush()
     assert store.count("sampled")[0] == 2 * logged
     never = mon.wrap(lambda X: [1] * len(X), sample=0.0)
     never([[1.0]])
@@ -91,6 +93,7 @@ def test_non_tabular_inputs_are_logged_without_features(store: Store) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         predict(np.zeros((2, 3, 8, 8)))
+    predict.flush()
     assert store.count("images")[0] == 6
 
 
@@ -100,6 +103,48 @@ def test_id_fn_and_dataframe_inputs(store: Store) -> None:
     predict = mon.wrap(lambda df: (df["x"] > 0).to_numpy(), id_fn=lambda df: df["key"])
     predict(frame)
     assert predict.last_ids is not None and predict.last_ids.tolist() == ["a", "b"]
+    predict.flush()
     table = store.scan("ids")
     assert table["id"].to_pylist() == ["a", "b"]
     assert table["f:key"].to_pylist() == ["a", "b"]
+
+
+def test_wrapped_calls_are_written_in_the_background_in_batches(store: Store) -> None:
+    mon = Monitor("batched", store, resources=False, task="binary", classes=[0, 1])
+    writes: list[int] = []
+    append = store.append_predictions
+
+    def counting_append(model: str, table: object) -> int:
+        n = append(model, table)  # type: ignore[arg-type]
+        writes.append(n)
+        return n
+
+    store.append_predictions = counting_append  # type: ignore[method-assign]
+    predict = mon.wrap(lambda X: (np.asarray(X)[:, 0] > 0).astype(int), flush_s=0.2)
+    try:
+        for _ in range(50):
+            predict(np.ones((4, 2)))
+        assert store.count("batched")[0] < 200  # nothing waited on a write
+        deadline = time.monotonic() + 5.0
+        while store.count("batched")[0] < 200 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert store.count("batched")[0] == 200  # written by the writer, unasked
+        assert 1 <= len(writes) < 50 and sum(writes) == 200
+    finally:
+        store.append_predictions = append  # type: ignore[method-assign]
+    predict(np.ones((3, 2)))
+    assert mon.metrics("1h")["rows"].sum() == 203  # metrics() flushes first
+
+
+def test_close_writes_pending_rows_and_sync_mode_writes_in_the_call(store_path: str) -> None:
+    mon = Monitor("closing", store_path, resources=False, task="binary", classes=[0, 1])
+    lazy = mon.wrap(lambda X: np.zeros(len(X), dtype=int), flush_s=3600.0)
+    eager = mon.wrap(lambda X: np.ones(len(X), dtype=int), flush_s=0)
+    lazy(np.ones((5, 1)))
+    eager(np.ones((2, 1)))
+    assert mon.store.count("closing")[0] == 2  # only the synchronous call so far
+    mon.close()
+    with Monitor("closing", store_path, resources=False) as again:
+        assert again.store.count("closing")[0] == 7
+    with pytest.raises(InputError, match="flush_s"):
+        Monitor("x", store_path, resources=False).wrap(lambda X: X, flush_s=-1)

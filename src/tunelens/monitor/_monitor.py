@@ -31,6 +31,7 @@ from tunelens.monitor._inputs import (
 )
 from tunelens.monitor._resources import ResourceSampler
 from tunelens.monitor._windows import parse_window, to_utc, window_slices
+from tunelens.monitor._writer import BatchWriter
 from tunelens.store import FEATURE_PREFIX, ModelRecord, Store, WindowState, open_store
 
 __all__ = ["Monitor", "WrappedPredict"]
@@ -109,6 +110,7 @@ class Monitor:
         self._lock = threading.RLock()
         self._closed = False
         self._sampler: ResourceSampler | None = None
+        self._writers: list[BatchWriter] = []
         self._task = task
         self._new_version = "1"
         self._new_features: dict[str, str] = {}
@@ -283,10 +285,28 @@ class Monitor:
             InputError: lengths differ, scores outside [0, 1] or not summing to 1, NaN
                 predictions, missing or repeated ids; nothing is written.
         """
+        table = self._prepare(
+            ids, features, predictions, scores, latency_ms, timestamps, batch_size, _generated
+        )
+        return self.store.append_predictions(self.model, table)
+
+    def _prepare(
+        self,
+        ids: Any,
+        features: Any,
+        predictions: Any,
+        scores: Any,
+        latency_ms: Any,
+        timestamps: Any,
+        batch_size: Any,
+        generated: bool,
+    ) -> pa.Table:
+        """Validate a batch and build its canonical table (registering new classes
+        and features); writes no prediction row."""
         self._check_open()
         pred = to_arrow_1d(predictions, "predictions")
         n = len(pred)
-        id_array = coerce_ids(ids, n, unique=not _generated)
+        id_array = coerce_ids(ids, n, unique=not generated)
         score_array = coerce_scores(scores, n)
         latency = coerce_latency(latency_ms, n)
         per_call = latency_ms is not None and np.ndim(latency_ms) == 0
@@ -313,7 +333,7 @@ class Monitor:
             table = pa.table(columns)
             self._update_record(task, classes, version, schema, flops)
             assert self._record is not None
-            return self.store.append_predictions(self.model, table)
+            return table
 
     def _update_record(
         self,
@@ -433,6 +453,8 @@ class Monitor:
         id_fn: Callable[..., Any] | None = None,
         proba_fn: Callable[..., Any] | None = None,
         seed: int | None = 0,
+        flush_s: float = 1.0,
+        max_rows: int = 100_000,
     ) -> WrappedPredict:
         """A drop-in replacement of ``predict_fn`` that logs a sample of its calls.
 
@@ -440,6 +462,12 @@ class Monitor:
         (Bernoulli per call, seeded) is logged with ``latency_ms`` = the call's
         duration, ``batch_size`` = its output length and features = its first
         argument. A logging failure only warns: the prediction is always returned.
+
+        A call's rows are validated in the calling thread, then written by a
+        background thread in one transaction per ``flush_s`` seconds (or once
+        ``max_rows`` wait), so a fast model does not pay a durable write per call.
+        ``wrapped.flush()``, `Monitor.metrics` and `Monitor.close` write what is
+        pending; ``flush_s=0`` writes every call synchronously before it returns.
 
         Args:
             predict_fn: the function to wrap, e.g. ``model.predict``.
@@ -449,6 +477,9 @@ class Monitor:
             proba_fn: e.g. ``model.predict_proba``; called on logged calls with the
                 same arguments, its output logged as scores (not timed).
             seed: seed of the sampling generator.
+            flush_s: the longest a logged call waits before it is written; 0 writes
+                in the call itself.
+            max_rows: pending rows that trigger a write before ``flush_s``.
 
         Example:
             >>> import os, tempfile
@@ -462,7 +493,20 @@ class Monitor:
         """
         if not 0.0 <= sample <= 1.0:
             raise InputError("sample", f"is {sample!r}", "give a fraction in [0, 1]")
-        return WrappedPredict(self, predict_fn, sample, id_fn, proba_fn, seed)
+        if not flush_s >= 0:
+            raise InputError("flush_s", f"is {flush_s!r}", "give seconds >= 0")
+        if max_rows < 1:
+            raise InputError("max_rows", f"is {max_rows!r}", "give a row count >= 1")
+        self._check_open()
+        writer = None
+        if flush_s > 0:
+            writer = BatchWriter(
+                functools.partial(self.store.append_predictions, self.model),
+                flush_s=flush_s,
+                max_rows=max_rows,
+            )
+            self._writers.append(writer)
+        return WrappedPredict(self, predict_fn, sample, id_fn, proba_fn, seed, writer)
 
     # ------------------------------------------------------------------ metrics
 
@@ -485,8 +529,7 @@ class Monitor:
         if lo is not None and hi is not None and hi <= lo:
             raise InputError("until", f"({hi}) is not after since ({lo})", "give until > since")
         self._check_open()
-        if self._sampler is not None:
-            self._sampler.flush()
+        self.flush()
         record = self._refresh_record()
         if record is None:
             return window_s, [], lo, hi
@@ -700,11 +743,20 @@ class Monitor:
         if self._closed:
             raise InputError("monitor", "is closed", "create a new Monitor")
 
+    def flush(self) -> None:
+        """Write the rows that wrapped calls and the resource sampler hold pending."""
+        for writer in self._writers:
+            writer.flush()
+        if self._sampler is not None:
+            self._sampler.flush()
+
     def close(self) -> None:
-        """Stop the resource sampler, flush its samples and close an owned store."""
+        """Write pending rows, stop the sampler and writers, and close an owned store."""
         if self._closed:
             return
         self._closed = True
+        for writer in self._writers:
+            writer.close()
         if self._sampler is not None:
             self._sampler.close(flush=not self._closed_store())
         if self._owns_store:
@@ -753,8 +805,10 @@ class WrappedPredict:
         id_fn: Callable[..., Any] | None,
         proba_fn: Callable[..., Any] | None,
         seed: int | None,
+        writer: BatchWriter | None = None,
     ) -> None:
         self.monitor = monitor
+        self._writer = writer
         self.predict_fn = predict_fn
         self.sample = float(sample)
         self.id_fn = id_fn
@@ -805,9 +859,7 @@ class WrappedPredict:
         if not self._features_ok:
             features = None
         try:
-            self.monitor.log(
-                ids, features, predictions, scores, elapsed_ms, batch_size=n, _generated=generated
-            )
+            self._write(ids, features, predictions, scores, elapsed_ms, n, generated)
         except InputError as exc:
             if features is None or not exc.field.startswith("features"):
                 raise
@@ -817,6 +869,26 @@ class WrappedPredict:
                 RuntimeWarning,
                 stacklevel=3,
             )
-            self.monitor.log(
-                ids, None, predictions, scores, elapsed_ms, batch_size=n, _generated=generated
-            )
+            self._write(ids, None, predictions, scores, elapsed_ms, n, generated)
+
+    def _write(
+        self,
+        ids: Any,
+        features: Any,
+        predictions: Any,
+        scores: Any,
+        elapsed_ms: float,
+        n: int,
+        generated: bool,
+    ) -> None:
+        table = self.monitor._prepare(
+            ids, features, predictions, scores, elapsed_ms, None, n, generated
+        )
+        if self._writer is None:
+            self.monitor.store.append_predictions(self.monitor.model, table)
+        else:
+            self._writer.put(table)
+
+    def flush(self) -> int:
+        """Write this function's pending logged rows now; returns how many."""
+        return 0 if self._writer is None else self._writer.flush()
