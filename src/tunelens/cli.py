@@ -622,9 +622,10 @@ def metrics_table(
         ]
     table = Table(title=title, show_lines=False)
     for name in columns:
-        table.add_column(
-            name.replace("_", " "), justify="left" if name == "window_start" else "right"
-        )
+        header = name.replace("_", " ")
+        if name.startswith("latency"):
+            header += " ms"
+        table.add_column(header, justify="left" if name == "window_start" else "right")
     for row in frame[list(columns)].itertuples(index=False, name=None):
         table.add_row(*[_cell(name, value) for name, value in zip(columns, row, strict=True)])
     return table

@@ -9,6 +9,7 @@ import sys
 import textwrap
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import duckdb
@@ -18,7 +19,7 @@ import pytest
 from tunelens.errors import InputError, StoreLockedError
 from tunelens.store import DuckDBStore, ModelRecord, Store, open_store
 from tunelens.store.duckdb import MIGRATIONS, SCHEMA_VERSION, _migrate
-from tunelens.testing.store import MakeStore, StoreContract, predictions
+from tunelens.testing.store import T0, MakeStore, StoreContract, labels, predictions
 
 
 @pytest.fixture
@@ -152,6 +153,70 @@ def test_older_file_is_migrated_and_keeps_its_data(tmp_path: Path) -> None:
         assert store.scan_resources("old").num_rows == 1
 
 
+def test_version_3_file_gets_labels_on_its_prediction_rows(tmp_path: Path) -> None:
+    """A file in the layout before the labels were materialised (labels joined at read)."""
+    path = tmp_path / "v3.duckdb"
+    con = duckdb.connect(str(path))
+    assert _migrate(con, target=3) == 0
+    for model_id, name, task, target in (
+        (1, "b", "binary", "INTEGER"),
+        (2, "r", "regression", "DOUBLE"),
+    ):
+        con.execute(
+            "INSERT INTO models VALUES (?, ?, ?, '1', '[]', '[[\"x\", \"float\"]]', NULL, "
+            "TIMESTAMP '2024-01-01 00:00:00', TIMESTAMP '2024-01-01 00:00:00', true)",
+            [model_id, name, task],
+        )
+        con.execute(
+            f"CREATE TABLE predictions_{model_id} (seq BIGINT NOT NULL, id VARCHAR NOT NULL, "
+            f'"timestamp" TIMESTAMP NOT NULL, version VARCHAR, prediction {target}, '
+            + ("score DOUBLE, " if task == "binary" else "")
+            + "latency_ms DOUBLE, batch_size INTEGER, f_0 DOUBLE)"
+        )
+        con.execute(
+            f"CREATE TABLE labels_{model_id} (seq BIGINT NOT NULL, id VARCHAR NOT NULL, "
+            f'label {target} NOT NULL, "timestamp" TIMESTAMP NOT NULL)'
+        )
+    # b: a0 logged twice and relabelled; a1 unlabelled; a2 labelled before it exists
+    con.execute(
+        'INSERT INTO predictions_1 (seq, id, "timestamp", prediction) VALUES '
+        "(0, 'a0', TIMESTAMP '2024-05-01 12:00:00', 1), "
+        "(1, 'a1', TIMESTAMP '2024-05-01 12:00:01', 0), "
+        "(2, 'a0', TIMESTAMP '2024-05-01 12:00:02', 1)"
+    )
+    con.execute(
+        "INSERT INTO labels_1 VALUES (0, 'a0', 1, TIMESTAMP '2024-05-01 13:00:00'), "
+        "(1, 'a2', 0, TIMESTAMP '2024-05-01 13:00:00'), "
+        "(2, 'a0', 0, TIMESTAMP '2024-05-01 13:00:00'), "
+        "(3, 'a2', 1, TIMESTAMP '2024-05-01 13:00:00')"
+    )
+    con.execute(
+        'INSERT INTO predictions_2 (seq, id, "timestamp", prediction) VALUES '
+        "(0, 'r0', TIMESTAMP '2024-05-01 12:00:00', 1.5)"
+    )
+    con.execute("INSERT INTO labels_2 VALUES (0, 'r0', 2.5, TIMESTAMP '2024-05-01 13:00:00')")
+    con.close()
+    with DuckDBStore(path) as store:
+        out = store.scan("b", columns=["id"])
+        assert out["id"].to_pylist() == ["a0", "a1", "a0"]
+        assert out["label"].to_pylist() == [0, None, 0]
+        assert store.count("b") == (3, 4)
+        assert store.scan("r")["label"].to_pylist() == [2.5]
+        later = predictions(2, prefix="a", start=T0 + timedelta(hours=1))  # a0 again, a1
+        store.append_predictions("b", later.append_column("f:x", pa.array([1.0, 2.0])))
+        assert store.append_labels("b", labels(["a1"], [1])) == (1, 1)
+        store.append_predictions("b", predictions(3, prefix="a", start=T0 + timedelta(hours=2)))
+        out = store.scan("b", columns=["id", "f:x"])
+        assert out["id"].to_pylist() == ["a0", "a1", "a0", "a0", "a1", "a0", "a1", "a2"]
+        assert out["label"].to_pylist() == [0, 1, 0, 0, 1, 0, 1, 1]
+        assert out["f:x"].to_pylist() == [None, None, None, 1.0, 2.0, None, None, None]
+    con = duckdb.connect(str(path))
+    assert con.execute("SELECT count(*) FROM pending_1").fetchall() == [(0,)]
+    version = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchall()
+    con.close()
+    assert version == [(str(SCHEMA_VERSION),)] and SCHEMA_VERSION >= 4
+
+
 def test_newer_file_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "new.duckdb"
     DuckDBStore(path).close()
@@ -169,7 +234,7 @@ _CHILD = textwrap.dedent(
     """
     import sys
     from tunelens.store import DuckDBStore, ModelRecord
-    from tunelens.testing.store import predictions
+    from tunelens.testing.store import labels, predictions
 
     store = DuckDBStore(sys.argv[1])
     store.put_model(ModelRecord("m", "binary"))
@@ -179,6 +244,13 @@ _CHILD = textwrap.dedent(
     k = 0
     while mode == "append":
         total += store.append_predictions("m", predictions(batch, prefix=f"b{k}-"))
+        k += 1
+        print(total, flush=True)
+    while mode == "labels":  # labels before, after and again; ids logged twice
+        ids = [f"b{k + 1}-{i}" for i in range(0, batch, 3)] + [f"b{k}-{i}" for i in range(batch)]
+        ids += [f"b{max(k - 1, 0)}-{i}" for i in range(0, batch, 2)]
+        store.append_labels("m", labels(ids, [(i + k) % 2 for i in range(len(ids))]))
+        total += store.append_predictions("m", predictions(batch, prefix=f"b{k % 5}-"))
         k += 1
         print(total, flush=True)
     sys.stdin.read()  # mode "hold": keep the file open until the parent is done
@@ -243,6 +315,35 @@ def test_sigkill_mid_append_loses_no_returned_write(
         assert count % batch == 0  # never part of a batch
         ids = store.scan("m", columns=["id"]).column("id")
         assert len(set(ids.to_pylist())) == count
+
+
+@pytest.mark.slow
+def test_sigkill_mid_label_append_keeps_labels_consistent(tmp_path: Path) -> None:
+    """After a kill, every row carries the latest label of its id in the labels log."""
+    path = tmp_path / "killed-labels.duckdb"
+    child = _child(path, "labels", 3001)
+    assert child.stdout is not None
+    assert child.stdout.readline().strip() == "ready"
+    deadline = time.monotonic() + 2.0
+    while time.monotonic() < deadline and child.stdout.readline():
+        pass
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait(timeout=30)
+    child.stdout.close()
+    assert child.stdin is not None
+    child.stdin.close()
+    with DuckDBStore(path) as store:
+        out = store.scan("m", columns=["id"])
+        count, label_rows = store.count("m")
+        assert out.num_rows == count > 0 and label_rows > 0
+    con = duckdb.connect(str(path))
+    expected = con.execute(
+        "SELECT p.id, l.label FROM predictions_1 p LEFT JOIN (SELECT id, "
+        "arg_max(label, seq) AS label FROM labels_1 GROUP BY id) l ON p.id = l.id "
+        'ORDER BY p."timestamp", p.seq'
+    ).fetchall()
+    con.close()
+    assert list(zip(out["id"].to_pylist(), out["label"].to_pylist(), strict=True)) == expected
 
 
 # --------------------------------------------------------------------- speed

@@ -8,14 +8,22 @@ Layout of the file (schema version `SCHEMA_VERSION`, kept in ``meta``):
   ever reaches SQL as a parameter; ``id`` is a surrogate integer that names the
   model's own tables. ``classes`` and ``features`` are JSON (features as a list of
   ``[name, type]`` in column order).
-- ``predictions_<id>``: ``seq`` (ingest order), the canonical columns and one column
-  ``f_<k>`` per feature (``k`` is the feature's position in ``models.features``).
+- ``predictions_<id>``: ``seq`` (ingest order), the canonical columns, ``label`` and
+  ``label_seq`` (the latest label of the row's id, materialised, and its ``seq`` in
+  the labels log; null while none has arrived) and one column ``f_<k>`` per feature
+  (``k`` is the feature's position in ``models.features``).
   Physical feature columns are surrogates rather than ``"f:<name>"`` because DuckDB
   compares identifiers case-insensitively (``f:Age`` and ``f:age`` would collide) and
   because no user string then ever becomes SQL; `scan` renames them back to
   ``f:<name>`` on the arrow side, at no cost.
-- ``labels_<id>(seq, id, label, timestamp)``: every label as it arrived; `scan`
-  joins the latest one per id (highest ``seq``).
+- ``labels_<id>(seq, id, label, timestamp)``: every label as it arrived (the log; the
+  latest one per id, highest ``seq``, is what the prediction rows carry).
+- ``pending_<id>(id, label, seq)``: the latest label of each id that has no prediction
+  row yet; a prediction appended with such an id takes it, and it leaves the table.
+- ``models.checked``: prediction rows with ``seq`` below it carry the right label. Rows
+  above it may lack a label that an earlier row of the same id already carried (an id
+  logged again after it was labelled); `DuckDBStore._settle` fixes them before the next
+  label append or scan, so an append of predictions never probes the stored ids.
 - ``resources(seq, timestamp, model, cpu_percent, rss_bytes, gpu_util_percent,
   gpu_memory_bytes)``.
 - ``window_states(model_id, window_s, start, states, values, computed_at)`` keyed by
@@ -140,12 +148,52 @@ def _migrate_3(con: Connection) -> None:
     con.execute("ALTER TABLE models ADD COLUMN relabelled BOOLEAN NOT NULL DEFAULT true")
 
 
+def _migrate_4(con: Connection) -> None:
+    """Version 4: the latest label materialised on the prediction rows.
+
+    Adds ``label`` and ``label_seq`` to every ``predictions_<id>`` and fills them from
+    the labels log (latest per id), keeps the labels of ids without a prediction in a
+    new ``pending_<id>``, and adds ``models.checked`` (every stored row is settled).
+    ``models.relabelled`` is no longer read.
+    """
+    con.execute("ALTER TABLE models ADD COLUMN checked BIGINT NOT NULL DEFAULT 0")
+    for model_id, task in con.execute("SELECT id, task FROM models ORDER BY id").fetchall():
+        target = "DOUBLE" if task == "regression" else "INTEGER"
+        predictions, labels = f"predictions_{model_id}", f"labels_{model_id}"
+        pending = f"pending_{model_id}"
+        con.execute(f"ALTER TABLE {predictions} ADD COLUMN label {target}")
+        con.execute(f"ALTER TABLE {predictions} ADD COLUMN label_seq BIGINT")
+        con.execute(
+            f"CREATE TABLE {pending} (id VARCHAR NOT NULL, label {target} NOT NULL, "
+            "seq BIGINT NOT NULL)"
+        )
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE _tunelens_latest AS SELECT id, "
+            f"arg_max(label, seq) AS label, max(seq) AS seq FROM {labels} GROUP BY id"
+        )
+        con.execute(
+            f"UPDATE {predictions} SET label = l.label, label_seq = l.seq "
+            f"FROM _tunelens_latest l WHERE {predictions}.id = l.id"
+        )
+        con.execute(
+            f"INSERT INTO {pending} SELECT id, label, seq FROM _tunelens_latest l "
+            f"WHERE NOT EXISTS (SELECT 1 FROM {predictions} p WHERE p.id = l.id)"
+        )
+        con.execute("DROP TABLE _tunelens_latest")
+        con.execute(
+            f"UPDATE models SET checked = (SELECT coalesce(max(seq) + 1, 0) FROM {predictions}) "
+            "WHERE id = ?",
+            [model_id],
+        )
+
+
 #: Migration ``i`` takes a file from schema version ``i`` to ``i + 1``. Append only:
 #: never edit a migration that has shipped.
 MIGRATIONS: Final[tuple[Callable[[Connection], None], ...]] = (
     _migrate_1,
     _migrate_2,
     _migrate_3,
+    _migrate_4,
 )
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 
@@ -297,7 +345,7 @@ class _Model:
 
     id: int
     record: ModelRecord
-    relabelled: bool = True
+    checked: int = 0
 
     @property
     def predictions(self) -> str:
@@ -306,6 +354,10 @@ class _Model:
     @property
     def labels(self) -> str:
         return f"labels_{self.id}"
+
+    @property
+    def pending(self) -> str:
+        return f"pending_{self.id}"
 
     @property
     def target_type(self) -> pa.DataType:
@@ -537,7 +589,7 @@ class DuckDBStore:
             raise InputError("model", f"is a {type(name).__name__}, expected a str")
         rows = con.execute(
             "SELECT id, name, task, version, classes, features, flops_per_prediction, "
-            "created_at, relabelled FROM models WHERE name = ?",
+            "created_at, checked FROM models WHERE name = ?",
             [name],
         ).fetchall()
         if not rows:
@@ -554,7 +606,7 @@ class DuckDBStore:
                 flops_per_prediction=row[6],
                 created_at=_aware(row[7]),
             ),
-            relabelled=bool(row[8]),
+            checked=int(row[8]),
         )
 
     def _known(self, con: Connection, name: str) -> _Model:
@@ -610,8 +662,8 @@ class DuckDBStore:
                     )
                 con.execute(
                     "INSERT INTO models (id, name, task, version, classes, features, "
-                    "flops_per_prediction, created_at, updated_at, relabelled) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, false)",
+                    "flops_per_prediction, created_at, updated_at, checked) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0)",
                     [
                         model_id,
                         record.name,
@@ -634,6 +686,8 @@ class DuckDBStore:
                     *(f"{_q(s)} DOUBLE" for s in stored.score_columns()),
                     "latency_ms DOUBLE",
                     "batch_size INTEGER",
+                    f"label {target}",
+                    "label_seq BIGINT",
                     *(
                         f"{_q(f'f_{k}')} {_SQL_OF_FEATURE[kind]}"
                         for k, kind in enumerate(stored.record.features.values())
@@ -643,6 +697,10 @@ class DuckDBStore:
                 con.execute(
                     f"CREATE TABLE {stored.labels} (seq BIGINT NOT NULL, id VARCHAR NOT NULL, "
                     f'label {target} NOT NULL, "timestamp" TIMESTAMP NOT NULL)'
+                )
+                con.execute(
+                    f"CREATE TABLE {stored.pending} (id VARCHAR NOT NULL, "
+                    f"label {target} NOT NULL, seq BIGINT NOT NULL)"
                 )
                 return stored.record
             merged = _merge(old.record, record)
@@ -740,18 +798,31 @@ class DuckDBStore:
             batch = pa.Table.from_arrays(arrays, names=names)
             with self._registered(con, "_tunelens_batch", batch):
                 column_list = ", ".join(_q(c) for c in names)
-                con.execute(
-                    f"INSERT INTO {m.predictions} ({column_list}) "
-                    f"SELECT {column_list} FROM _tunelens_batch"
-                )
+                if not _scalar(con, f"SELECT count(*) FROM {m.pending}"):
+                    con.execute(
+                        f"INSERT INTO {m.predictions} ({column_list}) "
+                        f"SELECT {column_list} FROM _tunelens_batch"
+                    )
+                else:
+                    # Labels that came first: the new rows take them, and they leave
+                    # `pending` (from now on the id's rows carry its label).
+                    selected = ", ".join(f"b.{_q(c)}" for c in names)
+                    con.execute(
+                        f"INSERT INTO {m.predictions} ({column_list}, label, label_seq) "
+                        f"SELECT {selected}, l.label, l.seq FROM _tunelens_batch b "
+                        f"LEFT JOIN {m.pending} l ON b.id = l.id"
+                    )
+                    con.execute(
+                        f"DELETE FROM {m.pending} WHERE id IN (SELECT id FROM _tunelens_batch)"
+                    )
         return n
 
     def append_labels(self, model: str, rows: pa.Table) -> tuple[int, int]:
         """Append canonical label rows: ``id``, ``label`` and, optionally, ``timestamp``.
 
-        Labels may arrive before their predictions (they are kept and joined later) and
-        an id may be labelled again (the latest label wins in `scan`). A missing
-        ``timestamp`` is taken as now.
+        Labels may arrive before their predictions (they wait, and a prediction logged
+        later takes its id's label) and an id may be labelled again (the latest label
+        wins in `scan`). A missing ``timestamp`` is taken as now.
 
         Args:
             model: a registered model's name.
@@ -796,23 +867,65 @@ class DuckDBStore:
                 ],
                 names=["seq", "id", "label", "timestamp"],
             )
+            self._settle(con, m)
             with self._registered(con, "_tunelens_labels", batch):
-                if not m.relabelled and _scalar(
-                    con,
-                    "SELECT count(DISTINCT id) < count(*) OR EXISTS (SELECT 1 FROM "
-                    f"{m.labels} l WHERE l.id IN (SELECT id FROM _tunelens_labels)) "
-                    "FROM _tunelens_labels",
-                ):
-                    con.execute("UPDATE models SET relabelled = true WHERE id = ?", [m.id])
                 con.execute(f"INSERT INTO {m.labels} SELECT * FROM _tunelens_labels")
-                matched = _scalar(
-                    con,
-                    # DuckDB builds the hash table on the smaller side, so a small
-                    # batch costs one pass over the stored ids, not a table build.
-                    "SELECT count(*) FROM _tunelens_labels b "
-                    f"SEMI JOIN {m.predictions} p ON b.id = p.id",
+                # The batch's latest label per id (the last row of an id wins), with
+                # every stored row of that id beside it (one pass over the stored ids:
+                # DuckDB builds the hash table on the batch, the smaller side), or a
+                # null row id where the id has no prediction yet.
+                con.execute(
+                    "CREATE OR REPLACE TEMP TABLE _tunelens_hit AS SELECT l.id, l.label, "
+                    "l.seq, l.n, p.rowid AS r FROM (SELECT id, arg_max(label, seq) AS label, "
+                    "max(seq) AS seq, count(*) AS n FROM _tunelens_labels GROUP BY id) l "
+                    f"LEFT JOIN {m.predictions} p ON p.id = l.id"
                 )
+                # By row id, the update touches only those rows.
+                con.execute(
+                    f"UPDATE {m.predictions} SET label = h.label, label_seq = h.seq "
+                    f"FROM _tunelens_hit h WHERE {m.predictions}.rowid = h.r"
+                )
+                # Ids without a prediction wait in `pending` (one row per id, latest).
+                unmatched = _scalar(
+                    con, "SELECT coalesce(sum(n), 0) FROM _tunelens_hit WHERE r IS NULL"
+                )
+                if unmatched:
+                    if _scalar(con, f"SELECT count(*) FROM {m.pending}"):
+                        con.execute(
+                            f"DELETE FROM {m.pending} WHERE id IN "
+                            "(SELECT id FROM _tunelens_hit WHERE r IS NULL)"
+                        )
+                    con.execute(
+                        f"INSERT INTO {m.pending} SELECT id, label, seq FROM _tunelens_hit "
+                        "WHERE r IS NULL"
+                    )
+                matched = n - int(unmatched)
+                con.execute("DROP TABLE _tunelens_hit")
         return n, int(matched)
+
+    def _settle(self, con: Connection, m: _Model) -> None:
+        """Give rows logged since ``models.checked`` the label their id already has.
+
+        A row takes its id's pending label when it is appended, and every later label
+        of the id reaches all its rows; what it can miss is a label that an earlier
+        row of the same id already carried (an id logged again after its label). The
+        highest ``label_seq`` among an id's rows is its latest label. Runs inside the
+        caller's transaction.
+        """
+        end = int(_scalar(con, f"SELECT coalesce(max(seq) + 1, 0) FROM {m.predictions}"))
+        if end <= m.checked:
+            return
+        p = m.predictions
+        con.execute(
+            f"UPDATE {p} SET label = b.label, label_seq = b.seq FROM ("
+            "SELECT id, arg_max(label, label_seq) AS label, max(label_seq) AS seq "
+            f"FROM {p} WHERE label_seq IS NOT NULL "
+            f"AND id IN (SELECT id FROM {p} WHERE seq >= ?) GROUP BY id) b "
+            f"WHERE {p}.seq >= ? AND {p}.id = b.id "
+            f"AND ({p}.label_seq IS NULL OR {p}.label_seq < b.seq)",
+            [m.checked, m.checked],
+        )
+        con.execute("UPDATE models SET checked = ? WHERE id = ?", [end, m.id])
 
     def scan(
         self,
@@ -822,7 +935,7 @@ class DuckDBStore:
         until: datetime | None = None,
         columns: Sequence[str] | None = None,
     ) -> pa.Table:
-        """Predictions with ``since <= timestamp < until``, joined with their labels.
+        """Predictions with ``since <= timestamp < until``, with their latest labels.
 
         Args:
             model: a registered model's name.
@@ -852,31 +965,15 @@ class DuckDBStore:
                     if name not in by_name:
                         raise _unknown_column(name, m)
                     chosen.append(by_name[name])
-            where, params = _bounds("p.", lo, hi)
-            select = ", ".join(f"p.{_q(physical)}" for _, physical, _ in chosen)
-            select += ", " if select else ""
-            order = 'ORDER BY p."timestamp", p.seq'
-            if not m.relabelled:
-                # No id has two labels: a plain join, no latest-per-id step.
-                query = (
-                    f"SELECT {select}l.label FROM {m.predictions} p "
-                    f"LEFT JOIN {m.labels} l ON p.id = l.id {where} {order}"
-                )
-            elif where:
-                # A time range: reduce the labels to the range's ids before taking
-                # the latest per id, rather than aggregating every label stored.
-                query = (
-                    f"WITH p AS MATERIALIZED (SELECT * FROM {m.predictions} p {where}), "
-                    f"l AS (SELECT id, arg_max(label, seq) AS label FROM {m.labels} "
-                    "WHERE id IN (SELECT id FROM p) GROUP BY id) "
-                    f"SELECT {select}l.label FROM p LEFT JOIN l ON p.id = l.id {order}"
-                )
-            else:
-                query = (
-                    f"SELECT {select}l.label FROM {m.predictions} p LEFT JOIN "
-                    f"(SELECT id, arg_max(label, seq) AS label FROM {m.labels} GROUP BY id) l "
-                    f"ON p.id = l.id {order}"
-                )
+            if m.checked <= int(
+                _scalar(con, f"SELECT coalesce(max(seq), -1) FROM {m.predictions}")
+            ):
+                with self._transaction():
+                    self._settle(con, m)
+            where, params = _bounds("", lo, hi)
+            select = "".join(f"{_q(physical)}, " for _, physical, _ in chosen)
+            # The latest label is on the row: no join at read time.
+            query = f'SELECT {select}label FROM {m.predictions} {where} ORDER BY "timestamp", seq'
             result = con.sql(query, params=params).to_arrow_table()
         names = [public for public, _, _ in chosen] + ["label"]
         types = [t for _, _, t in chosen] + [m.target_type]

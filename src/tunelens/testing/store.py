@@ -527,6 +527,60 @@ class StoreContract:
         window = store.scan("m", since=T0 + timedelta(seconds=1))
         assert window.column("label").to_pylist() == [0]
 
+    def test_early_label_reaches_an_id_logged_twice(self, make_store: MakeStore) -> None:
+        store = make_store()
+        _binary(store)
+        assert store.append_labels("m", labels(["p1", "p1"], [0, 1])) == (2, 0)
+        store.append_predictions("m", predictions(2))
+        store.append_predictions("m", predictions(2, start=T0 + timedelta(seconds=5)))
+        assert store.scan("m").column("label").to_pylist() == [None, 1, None, 1]
+        assert store.append_labels("m", labels(["p1"], [0])) == (1, 1)
+        assert store.scan("m").column("label").to_pylist() == [None, 0, None, 0]
+
+    def test_id_logged_again_after_its_label(self, make_store: MakeStore) -> None:
+        store = make_store()
+        _binary(store)
+        store.append_predictions("m", predictions(2))
+        assert store.append_labels("m", labels(["p0", "p1"], [1, 0])) == (2, 2)
+        store.append_labels("m", labels(["p0"], [0]))
+        later = T0 + timedelta(seconds=10)
+        store.append_predictions("m", predictions(1, start=later))  # p0 again
+        assert store.scan("m").column("label").to_pylist() == [0, 0, 0]
+        assert store.scan("m", since=later).column("label").to_pylist() == [0]
+        # the same again, with a label append (not a scan) coming first
+        store.append_predictions("m", predictions(2, start=later + timedelta(seconds=1)))
+        assert store.append_labels("m", labels(["zz"], [1])) == (1, 0)
+        assert store.scan("m", columns=["id"]).column("label").to_pylist() == [0, 0, 0, 0, 0]
+
+    def test_pending_label_applied_by_a_later_append(self, make_store: MakeStore) -> None:
+        store = make_store()
+        _binary(store)
+        store.append_predictions("m", predictions(2))
+        assert store.append_labels("m", labels(["p1", "q0", "q1"], [1, 1, 0])) == (3, 1)
+        store.append_predictions("m", predictions(1, prefix="x"))  # no pending id
+        store.append_labels("m", labels(["q1"], [1]))  # relabelled while waiting
+        store.append_predictions("m", predictions(2, prefix="q", start=T0 + timedelta(hours=1)))
+        out = store.scan("m", columns=["id"])
+        assert out.column("id").to_pylist() == ["p0", "x0", "p1", "q0", "q1"]
+        assert out.column("label").to_pylist() == [None, None, 1, 1, 1]
+        assert store.count("m") == (5, 4)
+        assert store.append_labels("m", labels(["q0"], [0])) == (1, 1)
+        assert store.scan("m", since=T0 + timedelta(hours=1))["label"].to_pylist() == [0, 1]
+
+    def test_labels_survive_reopening(self, make_store: MakeStore) -> None:
+        store = make_store()
+        _binary(store)
+        store.append_labels("m", labels(["p2", "p0"], [1, 1]))
+        store.append_predictions("m", predictions(2))
+        store.append_labels("m", labels(["p0"], [0]))
+        store.append_predictions("m", predictions(1, start=T0 + timedelta(seconds=9)))
+        store.close()
+        store = make_store()
+        store.append_predictions("m", predictions(3, prefix="p", start=T0 + timedelta(hours=1)))
+        got = store.scan("m", columns=["id"])
+        assert got["id"].to_pylist() == ["p0", "p1", "p0", "p0", "p1", "p2"]
+        assert got["label"].to_pylist() == [0, None, 0, 0, None, 1]
+
     @settings(
         max_examples=25,
         deadline=None,
