@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import sys
 import traceback
 from collections.abc import Iterator, Sequence
@@ -166,6 +167,7 @@ def _progress(table: TableFile, label: str) -> Iterator[Any]:
 
 
 def _ids(batch: Batch, id_column: str | None, prefix: str) -> list[str]:
+    """The id column as text, or ``PREFIX:ROW`` (1-based data row) when there is none."""
     from tunelens.io import column_to_strings
 
     if id_column is None:
@@ -260,7 +262,11 @@ def log_command(
     ] = None,
     id_column: Annotated[
         str | None,
-        typer.Option("--id", help="Prediction id column (labels join on it; default FILE:ROW)."),
+        typer.Option(
+            "--id",
+            help="Prediction id column (labels join on it; default PATH:ROW, the "
+            "file's absolute path and 1-based data row).",
+        ),
     ] = None,
     timestamp: Annotated[str | None, typer.Option("--timestamp", help="Time column.")] = None,
     target: Annotated[
@@ -315,14 +321,14 @@ def log_command(
 
     st = _open_store(store, must_exist=False)
     out = stdout_console()
-    accepted = labelled = matched = 0
+    accepted = labelled = matched = unlabelled = 0
     try:
         from tunelens.monitor import Monitor
 
         monitor = Monitor(model, store=st, task=task, resources=False)
         try:
             for table in tables:
-                a, lab, m = _log_file(
+                a, lab, m, missing = _log_file(
                     monitor,
                     table,
                     prediction=prediction,
@@ -338,6 +344,7 @@ def log_command(
                 accepted += a
                 labelled += lab
                 matched += m
+                unlabelled += missing
         finally:
             monitor.close()
     finally:
@@ -345,6 +352,8 @@ def log_command(
     message = f"accepted {accepted:,} rows for model {model!r} into {store}"
     if target is not None:
         message += f"; labels: {labelled:,} accepted, {matched:,} matched"
+        if unlabelled:
+            message += f"; {unlabelled:,} rows had no {target!r} value (no label logged)"
     out.print(message)
 
 
@@ -361,8 +370,10 @@ def _log_file(
     feature_names: list[str],
     batch_rows: int,
     done: tuple[int, int],
-) -> tuple[int, int, int]:
-    """Log one file batch by batch; an error names how many rows were already kept."""
+) -> tuple[int, int, int, int]:
+    """Log one file batch by batch; an error names how many rows were already kept.
+
+    Returns (rows, labels, labels matched, rows without a target)."""
     import numpy as np
 
     from tunelens.io import column_to_float
@@ -371,7 +382,7 @@ def _log_file(
     columns += [name for name in (id_column, timestamp, target, latency) if name is not None]
     columns = list(dict.fromkeys(columns))
     floats = [*scores, *([latency] if latency else [])]
-    accepted = labelled = matched = 0
+    accepted = labelled = matched = unlabelled = 0
     batch_first: int | None = None
     with _progress(table, f"logging {table.path.name}") as advance_to:
         try:
@@ -382,7 +393,8 @@ def _log_file(
                 as_float=floats,
             ):
                 batch_first = batch.first_row
-                ids = _ids(batch, id_column, table.path.name)
+                ids = _ids(batch, id_column, str(table.path.resolve()))
+                positions: Any = None  # rows of the batch behind the call that failed
                 score_values: Any = None
                 if len(scores) == 1:
                     score_values = column_to_float(
@@ -410,8 +422,10 @@ def _log_file(
                 )
                 if target is not None:
                     present, labels = _labels(batch, target)
+                    unlabelled += int((~present).sum())
                     if len(labels):
                         kept_ids = [ident for ident, ok in zip(ids, present, strict=True) if ok]
+                        positions = np.flatnonzero(present)
                         got, hit = monitor.log_labels(kept_ids, labels)
                         labelled += got
                         matched += hit
@@ -421,11 +435,27 @@ def _log_file(
             note = f"{total:,} rows accepted before this error"
             if target is not None:
                 note += f", {done[1] + labelled:,} labels"
-            where = f"{table.path.name}"
-            if batch_first is not None and not str(exc).startswith(("column ", table.path.name)):
-                where += f", batch from row {batch_first:,}"
-            raise CliError(f"{where}: {exc} ({note})") from exc
-    return accepted, labelled, matched
+            text = str(exc)
+            if batch_first is not None:
+                text = _file_rows(text, batch_first, positions)
+            raise CliError(f"{table.path.name}: {text} ({note})") from exc
+    return accepted, labelled, matched, unlabelled
+
+
+def _file_rows(message: str, first_row: int, positions: Any = None) -> str:
+    """Turn the library's ``at index N`` (0-based, in the call) into the file's data row.
+
+    ``positions`` maps the call's rows to rows of the batch where some were left out
+    (rows without a label); data rows are 1-based, the CSV header not counted.
+    """
+
+    def row(match: re.Match[str]) -> str:
+        index = int(match.group(1))
+        if positions is not None and index < len(positions):
+            index = int(positions[index])
+        return f"at row {first_row + index:,}"
+
+    return re.sub(r"at index (\d+)", row, message)
 
 
 # --------------------------------------------------------------------------- labels
@@ -455,8 +485,12 @@ def labels_command(
     table.require([label], flag="--label")
     if timestamp is not None:
         table.require([timestamp], flag="--timestamp")
+    import numpy as np
+
     st = _open_store(store, must_exist=True)
-    accepted = matched = 0
+    accepted = matched = skipped = 0
+    batch_first: int | None = None
+    positions: Any = None
     try:
         _require_model(st, model)
         from tunelens.monitor import Monitor
@@ -467,8 +501,11 @@ def labels_command(
             with _progress(table, f"labels {table.path.name}") as advance_to:
                 as_text = [id_column, *([timestamp] if timestamp else [])]
                 for batch in table.batches(columns, batch_rows, as_text=as_text):
-                    ids = _ids(batch, id_column, table.path.name)
+                    batch_first = batch.first_row
+                    ids = _ids(batch, id_column, str(table.path.resolve()))
                     present, labels = _labels(batch, label)
+                    skipped += int((~present).sum())
+                    positions = np.flatnonzero(present)
                     stamps = _timestamps(batch, timestamp)
                     if not present.all():
                         ids = [ident for ident, ok in zip(ids, present, strict=True) if ok]
@@ -482,14 +519,20 @@ def labels_command(
                         matched += hit
                     advance_to(batch.done)
         except (InputError, ValueError) as exc:
+            text = str(exc)
+            if batch_first is not None:
+                text = _file_rows(text, batch_first, positions)
             raise CliError(
-                f"{table.path.name}: {exc} ({accepted:,} labels accepted before this error)"
+                f"{table.path.name}: {text} ({accepted:,} labels accepted before this error)"
             ) from exc
         finally:
             monitor.close()
     finally:
         st.close()
-    stdout_console().print(f"accepted {accepted:,} labels, matched {matched:,} for model {model!r}")
+    message = f"accepted {accepted:,} labels, matched {matched:,} for model {model!r}"
+    if skipped:
+        message += f"; {skipped:,} rows had no {label!r} value and were skipped"
+    stdout_console().print(message)
 
 
 # --------------------------------------------------------------------------- metrics

@@ -43,7 +43,28 @@ DEFAULT_BATCH_ROWS = 100_000
 _CSV_BLOCK_BYTES = 8 << 20
 _CSV_COLUMN_RE = re.compile(r"In CSV column #(\d+):\s*(?:Row #(\d+):\s*)?(.*)", re.DOTALL)
 _PARQUET_SUFFIXES = {".parquet", ".pq", ".parq"}
-_CSV_SUFFIXES = {".csv", ".txt", ".tsv"}
+_CSV_SUFFIXES = {".csv", ".txt"}
+# Data formats we do not read: named, so that a .json file is not parsed as a CSV.
+_UNSUPPORTED_SUFFIXES = {
+    ".tsv",
+    ".json",
+    ".jsonl",
+    ".ndjson",
+    ".xlsx",
+    ".xls",
+    ".feather",
+    ".arrow",
+    ".ipc",
+    ".avro",
+    ".orc",
+    ".duckdb",
+    ".db",
+    ".sqlite",
+    ".pkl",
+    ".pickle",
+    ".npy",
+    ".npz",
+}
 
 Format = Literal["csv", "parquet"]
 
@@ -285,6 +306,14 @@ def open_table(path: str | Path) -> TableFile:
         table = _open_csv(path)
     if table.total_rows == 0:
         raise InputError(str(path), "has no data rows", "expected at least one row")
+    names = table.columns
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise InputError(
+            str(path),
+            f"column {repeated[0]!r} appears {names.count(repeated[0])} times in the header",
+            "give every column a distinct name",
+        )
     return table
 
 
@@ -325,6 +354,12 @@ def _open_csv(path: Path) -> TableFile:
 
 def _detect_format(path: Path) -> Format:
     suffix = path.suffix.lower()
+    if suffix in _UNSUPPORTED_SUFFIXES:
+        raise InputError(
+            str(path),
+            f"{suffix} files are not read",
+            "give a CSV (.csv) or Parquet (.parquet) file",
+        )
     if suffix in _PARQUET_SUFFIXES:
         return "parquet"
     if suffix in _CSV_SUFFIXES:

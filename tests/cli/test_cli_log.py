@@ -268,3 +268,62 @@ def test_bad_timestamp_names_row(cli: Invoke, tmp_path: Path, frame: pd.DataFram
     with open_store(store) as st:
         first = st.scan("m", columns=["timestamp"]).column("timestamp")[0].as_py()
     assert first.isoformat() == frame["ts"].min().floor("s").isoformat()
+
+
+def test_default_ids_of_same_named_files_do_not_collide(
+    cli: Invoke, tmp_path: Path, frame: pd.DataFrame
+) -> None:
+    (tmp_path / "d1").mkdir()
+    (tmp_path / "d2").mkdir()
+    frame.iloc[:100].to_parquet(tmp_path / "d1" / "preds.parquet", index=False)
+    frame.iloc[100:200].to_parquet(tmp_path / "d2" / "preds.parquet", index=False)
+    store = tmp_path / "s.duckdb"
+    for folder in ("d1", "d2"):
+        result = cli(
+            "log", "--store", store, "--model", "m", "--prediction", "pred",
+            "--score", "proba", tmp_path / folder / "preds.parquet",
+        )  # fmt: skip
+        assert result.code == 0, result.err
+    with open_store(store) as st:
+        ids = st.scan("m", columns=["id"])["id"].to_pylist()
+    assert len(ids) == 200 and len(set(ids)) == 200
+    first = str((tmp_path / "d1" / "preds.parquet").resolve())
+    assert f"{first}:1" in ids  # PATH:ROW, rows counted from 1
+
+
+def test_duplicated_header_and_unsupported_format_exit_2(cli: Invoke, tmp_path: Path) -> None:
+    doubled = tmp_path / "d.csv"
+    doubled.write_text("id,pred,x,x\n1,0,1,2\n")
+    result = cli("log", "--store", tmp_path / "s.duckdb", "--model", "d", doubled,
+                 "--id", "id", "--prediction", "pred")  # fmt: skip
+    assert result.code == 2
+    assert "'x' appears 2 times" in _one_error_line(result)
+    as_json = tmp_path / "p.json"
+    as_json.write_text('[{"id": 1, "pred": 0}]')
+    result = cli("log", "--store", tmp_path / "s.duckdb", "--model", "d", as_json,
+                 "--id", "id", "--prediction", "pred")  # fmt: skip
+    assert result.code == 2
+    assert ".json files are not read" in _one_error_line(result)
+
+
+def test_rows_without_a_target_are_counted_not_hidden(
+    cli: Invoke, tmp_path: Path, frame: pd.DataFrame
+) -> None:
+    frame = frame.copy()
+    frame["label"] = frame["label"].astype("float64")
+    frame.loc[[3, 7], "label"] = float("nan")
+    source = tmp_path / "p.parquet"
+    frame.to_parquet(source, index=False)
+    store = tmp_path / "s.duckdb"
+    result = cli("log", "--store", store, *LOG, source, "--target", "label")
+    assert result.code == 0, result.err
+    assert "2 rows had no 'label' value" in result.out
+    assert _counts(store) == (600, 598)
+
+
+def test_a_store_path_that_is_a_data_file_is_refused(cli: Invoke, csv_file: Path) -> None:
+    before = csv_file.read_bytes()
+    result = cli("log", "--store", csv_file, *LOG, csv_file)
+    assert result.code == 2
+    assert "not a DuckDB store" in _one_error_line(result)
+    assert csv_file.read_bytes() == before

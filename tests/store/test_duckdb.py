@@ -92,6 +92,34 @@ def test_postgresql_is_not_there_yet(url: str) -> None:
     assert "server issue" in str(info.value)
 
 
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [
+        ("preds.csv", b"id,pred\n1,0\n"),
+        ("preds.parquet", b"PAR1" + bytes(40)),
+        ("preds.json", b'[{"id": 1}]'),
+        ("notes.duckdb", b"just some text, not a database"),
+    ],
+)
+def test_an_existing_file_that_is_not_a_store_is_refused(
+    tmp_path: Path, name: str, content: bytes
+) -> None:
+    # DuckDB would open these as an in-memory database: writes would vanish.
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(InputError, match="not a DuckDB store"):
+        open_store(path)
+    assert path.read_bytes() == content
+
+
+def test_a_new_file_with_any_name_becomes_a_store(tmp_path: Path) -> None:
+    path = tmp_path / "new.csv"
+    with open_store(path) as store:
+        store.put_model(ModelRecord("m", "binary", classes=(0, 1)))
+    with open_store(path) as store:
+        assert store.get_model("m") is not None
+
+
 def test_unknown_scheme_and_type() -> None:
     with pytest.raises(InputError, match="scheme"):
         open_store("mysql://h/db")

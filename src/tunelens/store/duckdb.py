@@ -469,6 +469,28 @@ def _merge(old: ModelRecord, new: ModelRecord) -> ModelRecord:
 # --------------------------------------------------------------------------- store
 
 
+def _check_duckdb_file(path: str) -> None:
+    """Refuse an existing file that is not a DuckDB database.
+
+    DuckDB opens a CSV, Parquet or JSON file as an in-memory database with the file as
+    a view: writes would "succeed" and vanish. Its own files carry ``DUCK`` at byte 8.
+    """
+    try:
+        with open(path, "rb") as file:
+            head = file.read(12)
+    except FileNotFoundError:
+        return
+    except IsADirectoryError:
+        raise InputError(path, "is a folder", "give the path of a store file") from None
+    if head and head[8:12] != b"DUCK":
+        raise InputError(
+            path,
+            "exists and is not a DuckDB store (a data file?)",
+            "give the path of a store file, e.g. monitor.duckdb; data files are the "
+            "arguments of `tunelens log`",
+        )
+
+
 class DuckDBStore:
     """The embedded store: models, predictions, labels and window states in one file.
 
@@ -512,6 +534,7 @@ class DuckDBStore:
             parent = os.path.dirname(self.path)
             if parent and not os.path.isdir(parent):
                 raise InputError("store", f"the folder {parent} does not exist", "create it first")
+            _check_duckdb_file(self.path)
         try:
             return duckdb.connect(self.path)
         except duckdb.IOException as err:
@@ -521,9 +544,8 @@ class DuckDBStore:
                     self.path,
                     "the file is in use by another process (a DuckDB file has one "
                     "writing process at a time)",
-                    "send the writes through that process's server (`tunelens serve "
-                    "--store FILE`, then the HTTP API), or use PostgreSQL "
-                    "(--store postgresql://...) for many writers",
+                    "stop that process first, or let it do the writing; a server for many "
+                    "writers and a PostgreSQL store arrive with `tunelens serve`",
                 ) from err
             raise InputError(self.path, f"cannot be opened as a store: {text}") from err
         except (duckdb.Error, RuntimeError) as err:
