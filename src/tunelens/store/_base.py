@@ -28,6 +28,8 @@ when the label arrived).
 
 `scan` returns the prediction columns asked for plus ``label`` (null where no label has
 arrived; the latest label wins when an id was labelled twice), ordered by ``timestamp``.
+Asked for by name, ``label_seq`` (int64, nullable) is the labels-log position of that
+label: the monotone counter behind `Store.window_marks`.
 """
 
 from __future__ import annotations
@@ -144,6 +146,23 @@ class Store(Protocol):
         columns: Sequence[str] | None = None,
     ) -> pa.Table:
         """Predictions in ``[since, until)`` joined with their labels, by timestamp."""
+        ...
+
+    def window_marks(
+        self,
+        model: str,
+        window_s: int,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> dict[datetime, tuple[int, int]]:
+        """``{window start: (prediction rows, highest label seq applied)}`` per window of
+        ``window_s`` seconds (epoch-aligned) holding predictions in ``[since, until)``.
+
+        A mark changes with every prediction, label or relabel of its window; ``scan``
+        returns a ``label_seq`` column when asked, so a reader can tell whether what it
+        computed from a scan is still current.
+        """
         ...
 
     def count(self, model: str) -> tuple[int, int]:

@@ -984,6 +984,9 @@ class DuckDBStore:
                 for name in dict.fromkeys(columns):  # in order, each once
                     if name == "label":
                         continue
+                    if name == "label_seq":  # on request only: see `window_marks`
+                        chosen.append(("label_seq", "label_seq", pa.int64()))
+                        continue
                     if name not in by_name:
                         raise _unknown_column(name, m)
                     chosen.append(by_name[name])
@@ -1000,6 +1003,44 @@ class DuckDBStore:
         names = [public for public, _, _ in chosen] + ["label"]
         types = [t for _, _, t in chosen] + [m.target_type]
         return _conform(result, names, types)
+
+    def window_marks(
+        self,
+        model: str,
+        window_s: int,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> dict[datetime, tuple[int, int]]:
+        """What each window holds now: ``{start: (prediction rows, latest label seq)}``.
+
+        Windows are ``window_s`` wide and aligned to the Unix epoch; the label seq is the
+        highest labels-log position applied to any row of the window (-1 when none).
+        Every new prediction, label or relabel of a window changes its mark, so a metric
+        state computed from a scan that saw the same mark is still exact. ``scan`` returns
+        the ``label_seq`` column on request to compute the mark of what it read.
+        """
+        if int(window_s) < 1:
+            raise InputError("window_s", f"is {window_s!r}", "give whole seconds >= 1")
+        lo, hi = _utc(since, "since"), _utc(until, "until")
+        width_us = int(window_s) * 1_000_000
+        with self._connection() as con:
+            m = self._known(con, model)
+            if m.checked <= int(
+                _scalar(con, f"SELECT coalesce(max(seq), -1) FROM {m.predictions}")
+            ):
+                with self._transaction():
+                    self._settle(con, m)
+            where, params = _bounds("", lo, hi)
+            rows = con.execute(
+                f'SELECT CAST(floor(epoch_us("timestamp") / {width_us}) AS BIGINT) AS w, count(*), '
+                f"coalesce(max(label_seq), -1) FROM {m.predictions} {where} GROUP BY w",
+                params,
+            ).fetchall()
+        return {
+            datetime.fromtimestamp(int(w) * int(window_s), tz=UTC): (int(n), int(seq))
+            for w, n, seq in rows
+        }
 
     def count(self, model: str) -> tuple[int, int]:
         """(prediction rows, label rows) stored for the model."""

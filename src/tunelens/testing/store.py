@@ -518,6 +518,30 @@ class StoreContract:
         assert window.column("label").to_pylist() == [0, 0]
         assert store.count("m") == (3, 7)
 
+    def test_window_marks_change_with_every_write_of_their_window(
+        self, make_store: MakeStore
+    ) -> None:
+        store = make_store()
+        _binary(store)
+        minute = timedelta(minutes=1)
+        store.append_predictions("m", predictions(6, step=timedelta(seconds=20)))  # 2 minutes
+        first = store.window_marks("m", 60)
+        w0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+        assert first == {w0: (3, -1), w0 + minute: (3, -1)}
+        store.append_labels("m", labels(["p4"], [1]))  # p4 is in the second minute
+        second = store.window_marks("m", 60)
+        assert second[w0] == first[w0]
+        assert second[w0 + minute][0] == 3 and second[w0 + minute][1] > -1
+        store.append_labels("m", labels(["p4"], [0]))  # a relabel moves the mark again
+        third = store.window_marks("m", 60)
+        assert third[w0 + minute][1] > second[w0 + minute][1]
+        store.append_predictions("m", predictions(1, prefix="q"))  # lands in the first minute
+        assert store.window_marks("m", 60)[w0] == (4, -1)
+        assert store.window_marks("m", 60, since=w0 + minute) == {w0 + minute: third[w0 + minute]}
+        assert store.window_marks("m", 3600) == {w0: (7, third[w0 + minute][1])}
+        seqs = store.scan("m", columns=["id", "label_seq"]).column("label_seq").to_pylist()
+        assert max(s for s in seqs if s is not None) == third[w0 + minute][1]
+
     def test_first_label_batch_with_duplicate_ids(self, make_store: MakeStore) -> None:
         store = make_store()
         _binary(store)
