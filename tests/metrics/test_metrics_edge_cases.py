@@ -106,13 +106,13 @@ def test_zero_division_matches_sklearn_nan(fn: str) -> None:
     y_true, y_pred = [0, 0, 1, 1], [0, 0, 0, 0]  # nothing predicted positive
     expected = getattr(skm, fn)(y_true, y_pred, zero_division=np.nan)
     if math.isnan(expected):
-        _nan_with_warning(getattr(tm, fn), y_true, y_pred)
+        _nan_with_warning(getattr(tm, fn), y_true, y_pred, zero_division=np.nan)
     else:
-        assert getattr(tm, fn)(y_true, y_pred) == expected
+        assert getattr(tm, fn)(y_true, y_pred, zero_division=np.nan) == expected
     y_true, y_pred = [0, 0, 0], [0, 0, 0]  # positive class absent everywhere
     expected = getattr(skm, fn)(y_true, y_pred, zero_division=np.nan)
     assert math.isnan(expected)
-    _nan_with_warning(getattr(tm, fn), y_true, y_pred)
+    _nan_with_warning(getattr(tm, fn), y_true, y_pred, zero_division=np.nan)
 
 
 def test_macro_ignores_undefined_classes_like_sklearn() -> None:
@@ -121,12 +121,30 @@ def test_macro_ignores_undefined_classes_like_sklearn() -> None:
         expected = skm.precision_score(y_true, y_pred, average=avg, zero_division=np.nan)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            assert tm.precision_score(y_true, y_pred, average=avg) == pytest.approx(expected)
+            got = tm.precision_score(y_true, y_pred, average=avg, zero_division=np.nan)
+            assert got == pytest.approx(expected)
 
 
-def test_r2_constant_target_is_nan() -> None:
-    _nan_with_warning(tm.r2_score, [1.0, 1.0, 1.0], [1.0, 2.0, 3.0])
+def test_r2_constant_target_like_sklearn() -> None:
+    for y_pred in ([1.0, 2.0, 3.0], [1.0, 1.0, 1.0]):
+        for force_finite in (True, False):
+            kw = {"force_finite": force_finite}
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                expected = skm.r2_score([1.0, 1.0, 1.0], y_pred, **kw)
+            if force_finite:
+                assert tm.r2_score([1.0, 1.0, 1.0], y_pred, **kw) == expected
+            else:
+                with pytest.warns(UndefinedMetricWarning):
+                    got = tm.r2_score([1.0, 1.0, 1.0], y_pred, **kw)
+                assert got == expected or (math.isnan(got) and math.isnan(expected))
+    assert tm.r2_score([1.0, 1.0], [1.0, 2.0]) == 0.0
+    assert tm.r2_score([1.0, 1.0], [1.0, 1.0]) == 1.0
     _nan_with_warning(tm.r2_score, [1.0], [2.0])
+    s = RegressionState()  # the state keeps NaN for a constant target
+    s.update([1.0, 1.0], [1.0, 2.0])
+    with pytest.warns(UndefinedMetricWarning):
+        assert math.isnan(s.compute()["r2"])
 
 
 def test_binary_average_rejects_multiclass() -> None:
@@ -197,8 +215,20 @@ def test_proba_rows_not_summing_to_one_warn_like_sklearn() -> None:
     [
         (BinaryRankingState(), BinaryRankingState(mode="streaming")),
         (BinaryRankingState(mode="streaming"), BinaryRankingState(mode="streaming", n_bins=8)),
-        (MulticlassRankingState(3), MulticlassRankingState(4)),
-        (ProbabilisticState(2), ProbabilisticState(3)),
+        (
+            BinaryRankingState(mode="streaming"),
+            BinaryRankingState(mode="streaming", scale="linear"),
+        ),
+        (
+            MulticlassRankingState(3, mode="streaming"),
+            MulticlassRankingState(4, mode="streaming", n_bins=8),
+        ),
+        (
+            MulticlassRankingState(3, mode="streaming"),
+            MulticlassRankingState(3, mode="streaming", scale="linear"),
+        ),
+        (ProbabilisticState(2), RegressionState()),
+        (ClassificationState(labels=[1, 2]), ClassificationState(labels=[0, 1, 2])),
         (CalibrationState(10), CalibrationState(5)),
         (QuantileSketch(0.01), QuantileSketch(0.02)),
         (ClassificationState(), RegressionState()),

@@ -87,6 +87,7 @@ def classification_metrics(
     mode: Literal["exact", "streaming"] = "exact",
     positive: Any = None,
     n_bins: int = DEFAULT_BINS,
+    scale: Literal["logit", "linear"] = "logit",
 ) -> dict[str, float]:
     """The whole classification metric set in one pass, each state built once.
 
@@ -107,6 +108,8 @@ def classification_metrics(
         positive: The positive class for binary summaries; default 1 for 0/1
             labels, else the larger label.
         n_bins: Histogram bins of streaming mode.
+        scale: Bin scale of streaming mode: ``"logit"`` (equal in log-odds, the
+            default) or ``"linear"`` (equal over ``[0, 1]``).
 
     Returns:
         Metric name to value; undefined values are NaN (with an
@@ -142,7 +145,7 @@ def classification_metrics(
         if pos is None and labels is not None and len(labels) <= 2:
             pos = _default_positive(labels)
         y = binary_from_labels(yt, pos)
-        rank = BinaryRankingState(mode=mode, n_bins=n_bins)
+        rank = BinaryRankingState(mode=mode, n_bins=n_bins, scale=scale)
         rank._update_checked(y, s, w)
         out.update(rank.compute())
         if in_unit:
@@ -155,7 +158,7 @@ def classification_metrics(
     k = s.shape[1]
     col_labels = labels if labels is not None and len(labels) == k else None
     idx, _ = multiclass_indices(yt, k, None if col_labels is None else np.asarray(col_labels))
-    mrank = MulticlassRankingState(k, mode=mode, n_bins=n_bins)
+    mrank = MulticlassRankingState(k, mode=mode, n_bins=n_bins, scale=scale)
     mrank.update(idx, s, w)
     out.update(mrank.compute())
     if in_unit:

@@ -150,6 +150,12 @@ class ClassificationState:
     update and stays sorted, like scikit-learn; merging states with different
     label sets unions them. Weighted counts are kept as float64 sums.
 
+    With ``labels=`` the set is fixed for :meth:`update` (other labels raise), but
+    a model's classes may grow at the end: :meth:`merge` with a state whose labels
+    extend these (so that these stay a prefix of the sorted union, e.g. ``0..K-1``
+    and ``0..K``), and :meth:`update_codes` with a larger ``n_classes``, widen the
+    matrix with zero rows and columns; the result has the larger label set.
+
     Example:
         >>> s = ClassificationState()
         >>> s.update([0, 1, 1, 0], [0, 1, 0, 0])
@@ -175,14 +181,20 @@ class ClassificationState:
         """Sorted class labels seen so far (or given)."""
         return list(self._labels)
 
-    def _add(self, labels: list[Label], cm: FloatArray) -> None:
+    def _add(self, labels: list[Label], cm: FloatArray, *, may_grow: bool = False) -> None:
         if labels == self._labels:
             self._cm += cm
             return
         union = _sorted_union(self._labels, labels)
         if self._fixed and len(union) != len(self._labels):
             extra = sorted(set(union) - set(self._labels), key=str)
-            raise ValueError(f"`y_true`/`y_pred` contain labels {extra[:5]!r} not in `labels`")
+            if not may_grow:
+                raise ValueError(f"`y_true`/`y_pred` contain labels {extra[:5]!r} not in `labels`")
+            if union[: len(self._labels)] != self._labels:
+                raise ValueError(
+                    f"cannot grow the fixed labels {self._labels[:5]!r} by {extra[:5]!r}: "
+                    "new classes must come after the existing ones (sort at the end)"
+                )
         pos = {lab: i for i, lab in enumerate(union)}
         new = np.zeros((len(union), len(union)), dtype=np.float64)
         ia = [pos[v] for v in self._labels]
@@ -212,7 +224,13 @@ class ClassificationState:
         n_classes: int,
         sample_weight: ArrayLike | None = None,
     ) -> None:
-        """Fast path: add class indices ``0..n_classes-1`` (labels are those indices)."""
+        """Fast path: add class indices ``0..n_classes-1`` (labels are those indices).
+
+        A state that holds fewer classes (``labels=range(K)`` with ``K < n_classes``)
+        grows to ``n_classes``: new classes are appended with zero counts. An index
+        outside ``0..n_classes-1`` raises ValueError.
+        """
+        n_classes = int(n_classes)
         t = as_1d(true_idx, "true_idx")
         p = as_1d(pred_idx, "pred_idx")
         n = check_same_length(true_idx=t, pred_idx=p)
@@ -221,19 +239,35 @@ class ClassificationState:
             if arr.dtype.kind not in "iu":
                 raise ValueError(f"`{name}` must hold integer class indices, got {arr.dtype}")
             if n and (arr.min() < 0 or arr.max() >= n_classes):
-                raise ValueError(f"`{name}` must hold class indices in 0..{n_classes - 1}")
+                raise ValueError(
+                    f"`{name}` must hold class indices in 0..{n_classes - 1} "
+                    f"(n_classes={n_classes}), got values in {arr.min()}..{arr.max()}"
+                )
         self._weighted |= w is not None
         key = t.astype(np.intp) * n_classes
         key += p
         cm = np.bincount(key, weights=w, minlength=n_classes * n_classes)
-        self._add(list(range(n_classes)), cm.astype(np.float64).reshape(n_classes, n_classes))
+        self._add(
+            list(range(n_classes)),
+            cm.astype(np.float64).reshape(n_classes, n_classes),
+            may_grow=True,
+        )
+
+    def grow(self, n_classes: int) -> None:
+        """Widen a state of class indices to ``0..n_classes-1`` (zero counts for new ones)."""
+        k = int(n_classes)
+        self._add(list(range(k)), np.zeros((k, k)), may_grow=True)
 
     def merge(self, other: ClassificationState) -> None:
-        """Add another state's counts into this one (label sets are unioned)."""
+        """Add another state's counts into this one (label sets are unioned).
+
+        A state with fixed ``labels`` grows only when its labels stay a prefix of
+        the union (new classes at the end); otherwise ValueError.
+        """
         if not isinstance(other, ClassificationState):
             raise ValueError(f"cannot merge ClassificationState with {type(other).__name__}")
+        self._add(list(other._labels), other._cm, may_grow=True)
         self._weighted |= other._weighted
-        self._add(list(other._labels), other._cm)
 
     def confusion_matrix(self) -> NDArray[Any]:
         """Rows are true labels, columns predicted, in :attr:`labels` order."""
@@ -440,19 +474,29 @@ def _prf_metric(
     s = _state(y_true, y_pred, sample_weight)
     if average == "binary" and pos_label is None:
         pos_label = sklearn_positive(s.labels)
-    if zero_division == "warn":
+    if isinstance(zero_division, str):
+        if zero_division != "warn":
+            raise ValueError(
+                f"`zero_division` must be 'warn', np.nan, 0 or 1, got {zero_division!r}"
+            )
         zd = 0.0
-    elif isinstance(zero_division, str) or not (
-        zero_division != zero_division or zero_division in (0.0, 1.0)
-    ):
-        raise ValueError(f"`zero_division` must be np.nan, 0, 1 or 'warn', got {zero_division!r}")
-    else:
+    elif zero_division != zero_division or zero_division in (0.0, 1.0):
         zd = float(zero_division)
+    else:
+        raise ValueError(f"`zero_division` must be 'warn', np.nan, 0 or 1, got {zero_division!r}")
     probe_average: Average = None if average in ("macro", "weighted") else average
-    ill_defined = np.any(np.isnan(s.prf(probe_average, pos_label, labels)[which]))
+    ill_defined = bool(np.any(np.isnan(s.prf(probe_average, pos_label, labels)[which])))
     value = s.prf(average, pos_label, labels, zero_division=zd)[which]
-    if ill_defined and (zero_division == "warn" or zd != zd):
-        warn_undefined(f"{name} is ill-defined (zero division or no samples)")
+    if not s.labels:  # no samples: NaN whatever zero_division says (scikit-learn raises)
+        warn_undefined(f"{name} is undefined for empty input; returning NaN")
+        return value if average is None else float("nan")
+    if bool(np.any(np.isnan(value))):
+        warn_undefined(f"{name} is undefined (zero division); returning NaN")
+    elif ill_defined and (zero_division == "warn" or zd != zd):
+        warn_undefined(
+            f"{name} is ill-defined (zero division) for some labels and set to "
+            f"{'NaN' if zd != zd else zd}; use `zero_division` to control this"
+        )
     return value if average is None else float(value)
 
 
@@ -464,12 +508,21 @@ def precision_score(
     pos_label: Label | None = None,
     labels: ArrayLike | None = None,
     sample_weight: ArrayLike | None = None,
-    zero_division: float | str = np.nan,
+    zero_division: float | str = "warn",
 ) -> Any:
-    """Precision ``tp / (tp + fp)``, like scikit-learn with ``zero_division=np.nan``.
+    """Precision ``tp / (tp + fp)``, like scikit-learn's ``precision_score``.
 
     ``pos_label=None`` means 1, as scikit-learn (or the larger label when there are
     two labels and neither is 1). ``average=None`` returns one value per label.
+
+    ``zero_division`` is the value of a ratio with a zero denominator, as
+    scikit-learn: ``"warn"`` (default) gives 0.0 with an
+    :class:`UndefinedMetricWarning`, ``0`` or ``1`` give that value silently (all
+    three count in the macro and weighted averages), ``np.nan`` gives NaN with a
+    warning and leaves the label out of the averages (what the states'
+    ``compute()`` report). Deliberate difference: empty input returns NaN with a
+    warning for every ``average`` and ``zero_division`` (an empty array for
+    ``average=None``), where scikit-learn raises.
 
     Example:
         >>> precision_score([0, 1, 1, 0], [1, 1, 0, 0])
@@ -488,9 +541,11 @@ def recall_score(
     pos_label: Label | None = None,
     labels: ArrayLike | None = None,
     sample_weight: ArrayLike | None = None,
-    zero_division: float | str = np.nan,
+    zero_division: float | str = "warn",
 ) -> Any:
-    """Recall ``tp / (tp + fn)``, like scikit-learn with ``zero_division=np.nan``.
+    """Recall ``tp / (tp + fn)``, like scikit-learn's ``recall_score``.
+
+    Arguments and the ``zero_division`` rules are those of :func:`precision_score`.
 
     Example:
         >>> recall_score([0, 1, 1, 0], [1, 1, 0, 0])
@@ -509,9 +564,11 @@ def f1_score(
     pos_label: Label | None = None,
     labels: ArrayLike | None = None,
     sample_weight: ArrayLike | None = None,
-    zero_division: float | str = np.nan,
+    zero_division: float | str = "warn",
 ) -> Any:
-    """F1 ``2 tp / (2 tp + fp + fn)``, like scikit-learn with ``zero_division=np.nan``.
+    """F1 ``2 tp / (2 tp + fp + fn)``, like scikit-learn's ``f1_score``.
+
+    Arguments and the ``zero_division`` rules are those of :func:`precision_score`.
 
     Example:
         >>> f1_score([0, 1, 1, 0], [1, 1, 0, 0])

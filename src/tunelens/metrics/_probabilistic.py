@@ -15,6 +15,7 @@ from tunelens.metrics._validation import (
     as_float,
     binary_targets,
     check_header,
+    check_labels,
     check_same_length,
     check_weights,
     class_indices,
@@ -43,6 +44,11 @@ class ProbabilisticState:
     the log loss (never renormalised; rows that do not sum to one only warn), and
     the Brier score is the mean squared distance to the one-hot target, halved for
     two classes (``scale_by_half="auto"``). Keeps only weighted sums.
+
+    The class count may grow: :meth:`merge` accepts a state with another
+    ``n_classes`` and the result has the larger count, as if the smaller state's
+    probabilities had been padded with zero columns (the sums do not change; the
+    Brier score is no longer halved once there are three classes or more).
 
     Example:
         >>> s = ProbabilisticState(2)
@@ -112,13 +118,22 @@ class ProbabilisticState:
             self._sq += float(sq @ w)
 
     def merge(self, other: ProbabilisticState) -> None:
-        """Add another state's sums; the class count must match."""
-        if not isinstance(other, ProbabilisticState) or other.n_classes != self.n_classes:
-            raise ValueError("can only merge a ProbabilisticState with the same n_classes")
+        """Add another state's sums; the result has the larger ``n_classes``."""
+        if not isinstance(other, ProbabilisticState):
+            raise ValueError(f"cannot merge ProbabilisticState with {type(other).__name__}")
+        self.n_classes = max(self.n_classes, other.n_classes)
         self._w += other._w
         self._loss += other._loss
         self._sq += other._sq
         self._n += other._n
+
+    def grow(self, n_classes: int) -> None:
+        """Widen to ``n_classes`` (past rows had probability 0 for the new classes)."""
+        if int(n_classes) < self.n_classes:
+            raise ValueError(
+                f"cannot shrink ProbabilisticState from n_classes={self.n_classes} to {n_classes}"
+            )
+        self.n_classes = int(n_classes)
 
     def compute(self) -> dict[str, float]:
         """``{"log_loss", "brier"}``; NaN with a warning when no weight was seen."""
@@ -271,6 +286,8 @@ def _probabilistic_state(
     if p.ndim == 2 and p.shape[1] == 1:
         p = p[:, 0]
     if p.ndim == 1:
+        if labels is not None:
+            pos_label = _positive_from_labels(y_true, labels, pos_label)
         y = binary_from_labels(y_true, pos_label)
         st = ProbabilisticState(2)
         try:
@@ -289,6 +306,28 @@ def _probabilistic_state(
     return st
 
 
+def _positive_from_labels(y_true: ArrayLike, labels: ArrayLike, pos_label: Any) -> Any:
+    """The positive class of 1-D probabilities given ``labels``: the larger of the two.
+
+    As scikit-learn's ``log_loss``: ``labels`` must name two classes, the scores are
+    the probability of the larger one, and every ``y_true`` value must be one of them.
+    """
+    classes = np.unique(check_labels(labels, "labels"))
+    if classes.shape[0] != 2:
+        raise ValueError(
+            f"`labels` must name exactly 2 classes for 1-D `y_proba`, got {classes.shape[0]}; "
+            "pass an (n, n_classes) probability matrix for more classes"
+        )
+    y = check_labels(y_true, "y_true")
+    if y.size and not bool(np.isin(y, classes).all()):
+        raise ValueError("`y_true` contains values not in `labels`")
+    if pos_label is not None:
+        if pos_label not in classes.tolist():
+            raise ValueError(f"`pos_label`={pos_label!r} is not one of `labels`")
+        return pos_label
+    return classes[-1].item() if hasattr(classes[-1], "item") else classes[-1]
+
+
 def log_loss(
     y_true: ArrayLike,
     y_proba: ArrayLike,
@@ -302,7 +341,8 @@ def log_loss(
     ``normalize=False`` returns the (weighted) sum instead of the mean.
 
     ``y_proba`` is ``(n,)`` (probability of the positive class) or ``(n, K)`` with
-    columns in sorted label order.
+    columns in sorted label order. With 1-D ``y_proba`` and ``labels`` (two
+    classes), the probability is that of the larger label, as scikit-learn.
 
     Example:
         >>> round(log_loss([0, 1, 1, 0], [0.1, 0.9, 0.8, 0.35]), 4)
@@ -327,6 +367,11 @@ def brier_score_loss(
 
     ``scale_by_half="auto"`` halves the score for two classes (so that it lies in
     ``[0, 1]``), as scikit-learn.
+
+    Deliberate difference: with 1-D ``y_proba``, ``labels`` (two classes) makes the
+    larger label the positive class (unless ``pos_label`` is given), as for
+    :func:`log_loss`; scikit-learn ignores ``labels`` for 1-D input. The result then
+    equals scikit-learn's with ``pos_label=max(labels)``.
 
     Example:
         >>> round(brier_score_loss([0, 1, 1, 0], [0.1, 0.9, 0.8, 0.3]), 4)

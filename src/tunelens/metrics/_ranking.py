@@ -25,15 +25,52 @@ from tunelens.metrics._validation import (
 )
 
 Mode = Literal["exact", "streaming"]
+Scale = Literal["logit", "linear"]
 DEFAULT_BINS = 65536
+DEFAULT_SCALE: Scale = "logit"
+# Half-width of the log-odds range binned by ``scale="logit"``: logit(1e-9) = -20.72,
+# so only scores below about 1e-9 (or above 1 - 1e-9) share the end bins.
+LOGIT_RANGE = 20.7
 _EMPTY = np.zeros(0, dtype=np.float64)
 
 
-def _check_mode(mode: str, n_bins: int) -> None:
+def _check_mode(mode: str, n_bins: int, scale: str = DEFAULT_SCALE) -> None:
     if mode not in ("exact", "streaming"):
         raise ValueError(f"`mode` must be 'exact' or 'streaming', got {mode!r}")
     if int(n_bins) < 1:
         raise ValueError(f"`n_bins` must be a positive integer, got {n_bins!r}")
+    if scale not in ("logit", "linear"):
+        raise ValueError(f"`scale` must be 'logit' or 'linear', got {scale!r}")
+
+
+def _logit_bins(s: FloatArray, y: NDArray[np.bool_], nb: int) -> NDArray[np.intp]:
+    """``bin + n_bins * label`` with bins equal in log-odds over ``[-L, L]``.
+
+    ``t = log(p / (1 - p))`` (one division and one log, in a single scratch array),
+    ``bin = floor((t + L) / (2L) * n_bins)`` clipped to ``[0, n_bins - 1]``. The map
+    is monotone in ``p`` (0 and 1 land in the end bins), so ranks, the half credit
+    within a bin and :meth:`BinaryRankingState.auc_error_bound` stay valid.
+    """
+    q = 1.0 - s
+    with np.errstate(divide="ignore"):
+        np.divide(s, q, out=q)  # odds; p = 1 gives inf
+        np.log(q, out=q)  # p = 0 gives -inf
+    q *= nb / (2.0 * LOGIT_RANGE)
+    q += nb / 2.0
+    np.clip(q, 0.0, nb - 0.5, out=q)
+    key = q.astype(np.intp)
+    key += y * nb
+    return key
+
+
+def _bin_edges(nz: NDArray[np.intp], nb: int, scale: str) -> FloatArray:
+    """Lower edges (as scores) of the bins ``nz``; the first bin starts at 0."""
+    if scale == "linear":
+        return nz / float(nb)
+    t = nz * (2.0 * LOGIT_RANGE / nb) - LOGIT_RANGE
+    edges: FloatArray = 1.0 / (1.0 + np.exp(-t))
+    edges[nz == 0] = 0.0
+    return edges
 
 
 def _unique_sorted(sv: FloatArray, sw: FloatArray | None) -> tuple[FloatArray, FloatArray]:
@@ -103,13 +140,18 @@ class BinaryRankingState:
       scores with the (weighted) count at each; merging is their union. Results
       equal scikit-learn's, ties included. Memory grows with the number of
       distinct scores.
-    * ``"streaming"``: a fixed histogram of ``n_bins`` equal bins over ``[0, 1]``
-      per class (memory independent of the row count; scores must lie in
-      ``[0, 1]``). Pairs in the same bin get half credit, so the AUC error is at
-      most :meth:`auc_error_bound` ``= 0.5 * sum_b pos_b * neg_b / (P * N)``; with
-      the default 65536 bins and scores that are not piled into a few bins this is
-      below 1e-3 (about 1e-5 on a million uniform scores). Average precision and
-      the curves use the bin lower edges as thresholds.
+    * ``"streaming"``: a fixed histogram of ``n_bins`` bins per class (memory
+      independent of the row count; scores must lie in ``[0, 1]``). With
+      ``scale="logit"`` (default) the bins are equal in log-odds
+      ``log(p / (1 - p))`` over ``[-20.7, 20.7]`` (scores below about 1e-9 or
+      above ``1 - 1e-9`` share the end bins), so rare-event models whose scores
+      sit near 0 or 1 keep their resolution; ``scale="linear"`` uses equal bins
+      over ``[0, 1]`` (the format before the option existed). Pairs in the same
+      bin get half credit, so the AUC error is at most :meth:`auc_error_bound`
+      ``= 0.5 * sum_b pos_b * neg_b / (P * N)``; on a million rows it measured
+      below 1e-3 with 4096 or more logit bins, for uniform scores, scores near 1,
+      well-separated models and 0.2% positives with scores around 1e-5. Average
+      precision and the curves use the bin lower edges as thresholds.
 
     Example:
         >>> s = BinaryRankingState()
@@ -118,10 +160,13 @@ class BinaryRankingState:
         0.75
     """
 
-    def __init__(self, *, mode: Mode = "exact", n_bins: int = DEFAULT_BINS) -> None:
-        _check_mode(mode, n_bins)
+    def __init__(
+        self, *, mode: Mode = "exact", n_bins: int = DEFAULT_BINS, scale: Scale = DEFAULT_SCALE
+    ) -> None:
+        _check_mode(mode, n_bins, scale)
         self.mode: Mode = mode
         self.n_bins = int(n_bins)
+        self.scale: Scale = scale
         self._pos: tuple[FloatArray, FloatArray] = (_EMPTY, _EMPTY)
         self._neg: tuple[FloatArray, FloatArray] = (_EMPTY, _EMPTY)
         self._pending_pos: list[tuple[FloatArray, FloatArray]] = []
@@ -174,6 +219,10 @@ class BinaryRankingState:
                 f"`y_score` must lie in [0, 1] in streaming mode, got values in [{lo}, {hi}]"
             )
         nb = self.n_bins
+        if self.scale == "logit":
+            key = _logit_bins(s, y, nb)
+            self._hist += np.bincount(key, weights=w, minlength=2 * nb).reshape(2, nb)
+            return
         # one multiply, one cast, one bincount of (bin + (n_bins + 1) * label); a score
         # of exactly 1.0 lands in the spare bin n_bins, folded into the top bin below.
         f = s * float(nb)
@@ -190,13 +239,14 @@ class BinaryRankingState:
             self._pending_pos, self._pending_neg, self._pending_size = [], [], 0
 
     def merge(self, other: BinaryRankingState) -> None:
-        """Add another state's statistics; modes and bins must match."""
+        """Add another state's statistics; mode, bins and (streaming) scale must match."""
         if not isinstance(other, BinaryRankingState):
             raise ValueError(f"cannot merge BinaryRankingState with {type(other).__name__}")
-        if (other.mode, other.n_bins) != (self.mode, self.n_bins):
+        if self._config() != other._config():
             raise ValueError(
-                f"cannot merge BinaryRankingState(mode={other.mode!r}, n_bins={other.n_bins}) "
-                f"into mode={self.mode!r}, n_bins={self.n_bins}"
+                f"cannot merge BinaryRankingState(mode={other.mode!r}, n_bins={other.n_bins}, "
+                f"scale={other.scale!r}) into mode={self.mode!r}, n_bins={self.n_bins}, "
+                f"scale={self.scale!r}"
             )
         if self.mode == "streaming":
             self._hist += other._hist
@@ -204,12 +254,25 @@ class BinaryRankingState:
         other._consolidate()
         self._add_summaries(other._pos, other._neg)
 
+    def _config(self) -> tuple[str, int, str]:
+        # the scale only matters for the histogram: exact states merge whatever it says
+        return (self.mode, self.n_bins, self.scale if self.mode == "streaming" else "")
+
+    def _add_negatives_at_zero(self, weight: float) -> None:
+        """Add ``weight`` negatives with score 0 (a class column padded with zeros)."""
+        if weight <= 0:
+            return
+        if self.mode == "streaming":
+            self._hist[0, 0] += weight
+            return
+        self._add_summaries((_EMPTY, _EMPTY), (np.zeros(1), np.array([float(weight)])))
+
     # -- statistics -----------------------------------------------------------------------
     def _table(self) -> tuple[FloatArray, FloatArray, FloatArray]:
         """Ascending unique thresholds with positive and negative weights at each."""
         if self.mode == "streaming":
             nz = np.flatnonzero(self._hist.sum(axis=0))
-            edges = nz / float(self.n_bins)
+            edges = _bin_edges(nz, self.n_bins, self.scale)
             return edges, self._hist[1, nz].copy(), self._hist[0, nz].copy()
         self._consolidate()
         pv, pw = self._pos
@@ -343,6 +406,7 @@ class BinaryRankingState:
             "version": FORMAT_VERSION,
             "mode": self.mode,
             "n_bins": self.n_bins,
+            "scale": self.scale,
         }
         if self.mode == "streaming":
             d["hist"] = encode_array(self._hist)
@@ -356,7 +420,8 @@ class BinaryRankingState:
     def from_dict(cls, d: dict[str, Any]) -> BinaryRankingState:
         """Rebuild a state from :meth:`to_dict` output."""
         check_header(d, "BinaryRankingState")
-        s = cls(mode=d["mode"], n_bins=int(d["n_bins"]))
+        # states written before the option existed used linear bins
+        s = cls(mode=d["mode"], n_bins=int(d["n_bins"]), scale=d.get("scale", "linear"))
         if s.mode == "streaming":
             s._hist = decode_array(d["hist"]).astype(np.float64)
         else:
@@ -367,7 +432,7 @@ class BinaryRankingState:
     def copy(self) -> BinaryRankingState:
         """An independent copy."""
         self._consolidate()
-        s = BinaryRankingState(mode=self.mode, n_bins=self.n_bins)
+        s = BinaryRankingState(mode=self.mode, n_bins=self.n_bins, scale=self.scale)
         s._pos = (self._pos[0].copy(), self._pos[1].copy())
         s._neg = (self._neg[0].copy(), self._neg[1].copy())
         s._hist = self._hist.copy()
@@ -402,6 +467,13 @@ class MulticlassRankingState:
     macro mean of average precision. Classes whose value is undefined (absent, or
     every sample) are skipped with an :class:`UndefinedMetricWarning`.
 
+    The class count may grow (new classes appended at the end): :meth:`merge`
+    accepts a state with another ``n_classes`` and the result has the larger
+    count, as if the smaller state's score matrix had been padded with zero
+    columns (its rows become negatives with score 0 for the new classes), so the
+    merge equals one pass over the zero-padded data. :meth:`grow` does the same
+    in place.
+
     Example:
         >>> s = MulticlassRankingState(3)
         >>> s.update([0, 1, 2], [[0.8, 0.1, 0.1], [0.2, 0.7, 0.1], [0.1, 0.2, 0.7]])
@@ -409,14 +481,42 @@ class MulticlassRankingState:
         1.0
     """
 
-    def __init__(self, n_classes: int, *, mode: Mode = "exact", n_bins: int = DEFAULT_BINS):
+    def __init__(
+        self,
+        n_classes: int,
+        *,
+        mode: Mode = "exact",
+        n_bins: int = DEFAULT_BINS,
+        scale: Scale = DEFAULT_SCALE,
+    ):
         if int(n_classes) < 2:
             raise ValueError(f"`n_classes` must be at least 2, got {n_classes!r}")
-        _check_mode(mode, n_bins)
+        _check_mode(mode, n_bins, scale)
         self.n_classes = int(n_classes)
         self.mode: Mode = mode
         self.n_bins = int(n_bins)
-        self._states = [BinaryRankingState(mode=mode, n_bins=n_bins) for _ in range(n_classes)]
+        self.scale: Scale = scale
+        self._states = [self._new_binary() for _ in range(self.n_classes)]
+
+    def _new_binary(self) -> BinaryRankingState:
+        return BinaryRankingState(mode=self.mode, n_bins=self.n_bins, scale=self.scale)
+
+    def grow(self, n_classes: int) -> None:
+        """Widen to ``n_classes`` (new classes at the end; past rows score 0 on them)."""
+        n_classes = int(n_classes)
+        if n_classes < self.n_classes:
+            raise ValueError(
+                f"cannot shrink MulticlassRankingState from n_classes={self.n_classes} "
+                f"to {n_classes}"
+            )
+        if n_classes == self.n_classes:
+            return
+        p, n = self._states[0].totals()
+        for _ in range(n_classes - self.n_classes):
+            st = self._new_binary()
+            st._add_negatives_at_zero(p + n)
+            self._states.append(st)
+        self.n_classes = n_classes
 
     @property
     def per_class_states(self) -> list[BinaryRankingState]:
@@ -440,13 +540,24 @@ class MulticlassRankingState:
             st._update_checked(t == k, np.ascontiguousarray(s[:, k]), w)
 
     def merge(self, other: MulticlassRankingState) -> None:
-        """Add another state's statistics; configuration must match."""
+        """Add another state's statistics.
+
+        Mode, bins and scale must match; a different ``n_classes`` is padded (see the
+        class docstring) and the result has the larger count.
+        """
         if not isinstance(other, MulticlassRankingState):
             raise ValueError(f"cannot merge MulticlassRankingState with {type(other).__name__}")
-        if (other.n_classes, other.mode, other.n_bins) != (self.n_classes, self.mode, self.n_bins):
+        if self._states[0]._config() != other._states[0]._config():
             raise ValueError(
-                "cannot merge MulticlassRankingState with a different n_classes, mode or n_bins"
+                "cannot merge MulticlassRankingState with a different mode, n_bins or scale: "
+                f"got mode={other.mode!r}, n_bins={other.n_bins}, scale={other.scale!r}, "
+                f"expected mode={self.mode!r}, n_bins={self.n_bins}, scale={self.scale!r}"
             )
+        if other.n_classes > self.n_classes:
+            self.grow(other.n_classes)
+        elif other.n_classes < self.n_classes:
+            other = other.copy()
+            other.grow(self.n_classes)
         for a, b in zip(self._states, other._states, strict=True):
             a.merge(b)
 
@@ -503,6 +614,7 @@ class MulticlassRankingState:
             "n_classes": self.n_classes,
             "mode": self.mode,
             "n_bins": self.n_bins,
+            "scale": self.scale,
             "classes": [st.to_dict() for st in self._states],
         }
 
@@ -510,13 +622,20 @@ class MulticlassRankingState:
     def from_dict(cls, d: dict[str, Any]) -> MulticlassRankingState:
         """Rebuild a state from :meth:`to_dict` output."""
         check_header(d, "MulticlassRankingState")
-        s = cls(int(d["n_classes"]), mode=d["mode"], n_bins=int(d["n_bins"]))
+        s = cls(
+            int(d["n_classes"]),
+            mode=d["mode"],
+            n_bins=int(d["n_bins"]),
+            scale=d.get("scale", "linear"),
+        )
         s._states = [BinaryRankingState.from_dict(x) for x in d["classes"]]
         return s
 
     def copy(self) -> MulticlassRankingState:
         """An independent copy."""
-        s = MulticlassRankingState(self.n_classes, mode=self.mode, n_bins=self.n_bins)
+        s = MulticlassRankingState(
+            self.n_classes, mode=self.mode, n_bins=self.n_bins, scale=self.scale
+        )
         s._states = [st.copy() for st in self._states]
         return s
 
@@ -580,13 +699,14 @@ def _ranking_input(
     labels: ArrayLike | None,
     mode: Mode,
     n_bins: int,
+    scale: Scale = DEFAULT_SCALE,
 ) -> BinaryRankingState | MulticlassRankingState:
     s = as_float(y_score, "y_score", ndim=None)
     if s.ndim == 2 and s.shape[1] == 1:
         s = s[:, 0]
     if s.ndim == 1:
         y = binary_from_labels(y_true)
-        st = BinaryRankingState(mode=mode, n_bins=n_bins)
+        st = BinaryRankingState(mode=mode, n_bins=n_bins, scale=scale)
         n = check_same_length(y_true=y, y_score=s)
         st._update_checked(y, s, check_weights(sample_weight, n))
         return st
@@ -594,12 +714,12 @@ def _ranking_input(
         raise ValueError(f"`y_score` must be 1-D or 2-D, got shape {s.shape}")
     if s.shape[1] == 2:
         idx, _ = multiclass_indices(y_true, 2, labels)
-        st = BinaryRankingState(mode=mode, n_bins=n_bins)
+        st = BinaryRankingState(mode=mode, n_bins=n_bins, scale=scale)
         n = check_same_length(y_true=idx, y_score=s)
         st._update_checked(idx == 1, np.ascontiguousarray(s[:, 1]), check_weights(sample_weight, n))
         return st
     idx, _ = multiclass_indices(y_true, s.shape[1], labels)
-    mst = MulticlassRankingState(s.shape[1], mode=mode, n_bins=n_bins)
+    mst = MulticlassRankingState(s.shape[1], mode=mode, n_bins=n_bins, scale=scale)
     mst.update(idx, s, sample_weight)
     return mst
 
@@ -614,11 +734,17 @@ def roc_auc_score(
     multi_class: Literal["ovr", "raise"] = "ovr",
     mode: Mode = "exact",
     n_bins: int = DEFAULT_BINS,
+    scale: Scale = DEFAULT_SCALE,
 ) -> float:
     """Area under the ROC curve; binary (1-D scores) or one-vs-rest multiclass (2-D).
 
     Equals scikit-learn's ``roc_auc_score`` (``multi_class="ovr"`` for 2-D scores) in
     exact mode. NaN with :class:`UndefinedMetricWarning` when only one class is present.
+    For multiclass input with a class absent from ``y_true`` (possible with
+    ``labels``), the per-class AUC of that class is NaN, so the ``"macro"`` average
+    is NaN and ``"weighted"`` leaves it out (weight 0), both with a warning, exactly
+    as scikit-learn 1.9; :class:`MulticlassRankingState` instead skips undefined
+    classes in both averages (what a monitor wants for a window missing a class).
 
     Args:
         y_true: True labels; for 1-D scores the positive class is the larger label.
@@ -630,6 +756,7 @@ def roc_auc_score(
         multi_class: ``"ovr"``; ``"raise"`` refuses multiclass input, as scikit-learn.
         mode: ``"exact"`` or ``"streaming"`` (see :class:`BinaryRankingState`).
         n_bins: Histogram bins of streaming mode.
+        scale: Bin scale of streaming mode, ``"logit"`` or ``"linear"``.
 
     Returns:
         The area under the ROC curve, or NaN when undefined.
@@ -640,12 +767,40 @@ def roc_auc_score(
     """
     if multi_class not in ("ovr", "raise"):
         raise ValueError(f"`multi_class` must be 'ovr' (one-vs-rest), got {multi_class!r}")
-    st = _ranking_input(y_true, y_score, sample_weight, labels, mode, n_bins)
+    st = _ranking_input(y_true, y_score, sample_weight, labels, mode, n_bins, scale)
     if isinstance(st, MulticlassRankingState):
         if multi_class == "raise":
             raise ValueError("multiclass `y_true` needs multi_class='ovr'")
-        return float(st.roc_auc(average))
+        return _sklearn_ovr_average(st, average)
     return st.roc_auc()
+
+
+def _sklearn_ovr_average(st: MulticlassRankingState, average: str) -> float:
+    """scikit-learn 1.9's one-vs-rest average, undefined (NaN) classes included.
+
+    ``"macro"`` is the plain mean, so one undefined class makes it NaN;
+    ``"weighted"`` weights by class prevalence and a class absent from ``y_true``
+    has weight 0 (its NaN counts as 0), so it is left out; zero total weight gives
+    0.0. Both warn, as scikit-learn, when a class is undefined.
+    """
+    if average not in ("macro", "weighted"):
+        raise ValueError(f"`average` must be 'macro' or 'weighted', got {average!r}")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UndefinedMetricWarning)
+        vals = np.array([s.roc_auc() for s in st.per_class_states])
+    if np.isnan(vals).any():
+        bad = np.flatnonzero(np.isnan(vals)).tolist()
+        warn_undefined(
+            f"Only one class is present in y_true for the one-vs-rest classes {bad}: "
+            "ROC AUC is not defined for them (NaN)"
+        )
+    if average == "macro":
+        return float(vals.mean())
+    prev = np.array([s.totals()[0] for s in st.per_class_states])
+    if np.isclose(prev.sum(), 0.0):
+        return 0.0
+    vals[prev == 0] = 0.0
+    return float(np.average(vals, weights=prev))
 
 
 def average_precision_score(
@@ -658,6 +813,7 @@ def average_precision_score(
     pos_label: Any = None,
     mode: Mode = "exact",
     n_bins: int = DEFAULT_BINS,
+    scale: Scale = DEFAULT_SCALE,
 ) -> float:
     """Average precision (area under the step PR curve), binary or one-vs-rest.
 
@@ -674,7 +830,7 @@ def average_precision_score(
             classes = np.unique(y).tolist()
             pos_label = classes[-1] if len(classes) == 2 and 1 not in classes else 1
         y = np.asarray(y == pos_label, dtype=np.bool_)
-    st = _ranking_input(y, y_score, sample_weight, labels, mode, n_bins)
+    st = _ranking_input(y, y_score, sample_weight, labels, mode, n_bins, scale)
     if isinstance(st, MulticlassRankingState):
         return float(st.average_precision(average))
     return st.average_precision()

@@ -211,15 +211,35 @@ def root_mean_squared_error(
 
 
 def r2_score(
-    y_true: ArrayLike, y_pred: ArrayLike, *, sample_weight: ArrayLike | None = None
+    y_true: ArrayLike,
+    y_pred: ArrayLike,
+    *,
+    sample_weight: ArrayLike | None = None,
+    force_finite: bool = True,
 ) -> float:
-    """Coefficient of determination; NaN with a warning for a constant target.
+    """Coefficient of determination, as scikit-learn's ``r2_score``.
+
+    For a constant ``y_true`` R^2 is undefined: with ``force_finite=True``
+    (default, as scikit-learn) it is 1.0 for a perfect prediction and 0.0
+    otherwise; with ``force_finite=False`` NaN (perfect) or ``-inf`` (not), with
+    an :class:`UndefinedMetricWarning`. Fewer than two samples give NaN with a
+    warning (scikit-learn does the same; for empty input it raises). The
+    :class:`RegressionState` ``compute()`` reports NaN for a constant target.
 
     Example:
         >>> round(r2_score([3.0, -0.5, 2.0, 7.0], [2.5, 0.0, 2.0, 8.0]), 4)
         0.9486
+        >>> r2_score([1.0, 1.0], [1.0, 2.0])
+        0.0
     """
-    return _value(_reg(y_true, y_pred, sample_weight), "r2")
+    s = _reg(y_true, y_pred, sample_weight)
+    if s._n >= 2 and s._w > 0 and s._m2 == 0:
+        perfect = s._sq == 0
+        if force_finite:
+            return 1.0 if perfect else 0.0
+        warn_undefined("R^2 is undefined for a constant target; returning NaN or -inf")
+        return float("nan") if perfect else float("-inf")
+    return _value(s, "r2")
 
 
 def mean_absolute_percentage_error(

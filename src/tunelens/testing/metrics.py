@@ -132,42 +132,46 @@ def _with_avg(fn: Callable[[MetricData, str], Any], avg: str, d: MetricData) -> 
     return fn(d, avg)
 
 
+#: ``zero_division`` settings compared with scikit-learn: its default ("warn",
+#: passed to neither side), and the explicit values.
+ZERO_DIVISIONS: tuple[tuple[str, Any], ...] = (
+    ("", None),
+    ("zd_nan", np.nan),
+    ("zd_0", 0.0),
+    ("zd_1", 1.0),
+)
+
+
+def _prf_call(fn: Any, zd: Any, avg: str, d: MetricData) -> Any:
+    kwargs: dict[str, Any] = {"average": avg, **_kw(d)}
+    if avg == "binary":
+        kwargs["pos_label"] = d.pos_label
+    if zd is not None:
+        kwargs["zero_division"] = zd
+    return fn(d.y_true, d.y_pred, **kwargs)
+
+
+def _sk_prf(name: str, zd: Any, avg: str, d: MetricData) -> Any:
+    return _prf_call(getattr(_sk(), name), zd, avg, d)
+
+
 def _prf_cases() -> list[MetricCase]:
     cases = []
     for name in ("precision_score", "recall_score", "f1_score"):
-        ours_fn = getattr(tm, name)
-
-        def oracle(name: str, d: MetricData, avg: str) -> Any:
-            kwargs: dict[str, Any] = {"average": avg, "zero_division": np.nan, **_kw(d)}
-            if avg == "binary":
-                kwargs["pos_label"] = d.pos_label
-            return getattr(_sk(), name)(d.y_true, d.y_pred, **kwargs)
-
-        def ours(fn: Any, d: MetricData, avg: str) -> Any:
-            kwargs: dict[str, Any] = {"average": avg, **_kw(d)}
-            if avg == "binary":
-                kwargs["pos_label"] = d.pos_label
-            return fn(d.y_true, d.y_pred, **kwargs)
-
-        cases.append(
-            MetricCase(
-                name,
-                "binary",
-                ("binary",),
-                partial(_with_avg, partial(ours, ours_fn), "binary"),
-                partial(_with_avg, partial(oracle, name), "binary"),
-            )
-        )
-        for avg in ("macro", "micro", "weighted"):
-            cases.append(
-                MetricCase(
-                    name,
-                    avg,
-                    ("binary", "multiclass"),
-                    partial(_with_avg, partial(ours, ours_fn), avg),
-                    partial(_with_avg, partial(oracle, name), avg),
+        for suffix, zd in ZERO_DIVISIONS:
+            for avg in ("binary", "macro", "micro", "weighted"):
+                tasks: tuple[Task, ...] = (
+                    ("binary",) if avg == "binary" else ("binary", "multiclass")
                 )
-            )
+                cases.append(
+                    MetricCase(
+                        name,
+                        f"{avg}-{suffix}" if suffix else avg,
+                        tasks,
+                        partial(_prf_call, getattr(tm, name), zd, avg),
+                        partial(_sk_prf, name, zd, avg),
+                    )
+                )
     return cases
 
 
@@ -177,6 +181,31 @@ def _ovr_ours(avg: str, d: MetricData) -> Any:
 
 def _ovr_oracle(avg: str, d: MetricData) -> Any:
     return _sk().roc_auc_score(d.y_true, d.y_score, multi_class="ovr", average=avg, **_kw(d))
+
+
+def _with_absent_class(d: MetricData) -> tuple[NDArray[np.float64], list[Any]]:
+    """Scores with one more column (all zero) for a class that never occurs."""
+    extra: Any = "zz" if d.classes.dtype.kind in "US" else int(d.classes.max()) + 100
+    scores = np.hstack([d.y_score, np.zeros((d.y_score.shape[0], 1))])
+    return scores, [*d.classes.tolist(), extra]
+
+
+def _ovr_absent_ours(avg: str, d: MetricData) -> Any:
+    scores, labels = _with_absent_class(d)
+    return tm.roc_auc_score(
+        d.y_true,
+        scores,
+        average=avg,  # type: ignore[arg-type]
+        labels=labels,
+        **_kw(d),
+    )
+
+
+def _ovr_absent_oracle(avg: str, d: MetricData) -> Any:
+    scores, labels = _with_absent_class(d)
+    return _sk().roc_auc_score(
+        d.y_true, scores, multi_class="ovr", average=avg, labels=labels, **_kw(d)
+    )
 
 
 def _calibration_ours(n_bins: int, d: MetricData) -> Any:
@@ -248,6 +277,15 @@ def _ranking_cases() -> list[MetricCase]:
                 ("multiclass",),
                 partial(_ovr_ours, avg),
                 partial(_ovr_oracle, avg),
+            )
+        )
+        cases.append(
+            MetricCase(
+                "roc_auc_score",
+                f"ovr_{avg}_absent_class",
+                ("multiclass",),
+                partial(_ovr_absent_ours, avg),
+                partial(_ovr_absent_oracle, avg),
             )
         )
     return cases
@@ -343,6 +381,24 @@ def _build() -> list[MetricCase]:
             both,
             lambda d: tm.log_loss(d.y_true, d.y_score, **_kw(d)),
             lambda d: _sk().log_loss(d.y_true, d.y_score, **_kw(d)),
+        ),
+        MetricCase(
+            "log_loss",
+            "labels_1d",
+            ("binary",),
+            lambda d: tm.log_loss(d.y_true, d.y_score, labels=d.classes, **_kw(d)),
+            lambda d: _sk().log_loss(d.y_true, d.y_score, labels=d.classes, **_kw(d)),
+        ),
+        MetricCase(
+            # deliberate difference: scikit-learn ignores `labels` for 1-D scores; ours
+            # makes the larger label positive, i.e. scikit-learn's pos_label=max(labels)
+            "brier_score_loss",
+            "labels_1d",
+            ("binary",),
+            lambda d: tm.brier_score_loss(d.y_true, d.y_score, labels=d.classes, **_kw(d)),
+            lambda d: _sk().brier_score_loss(
+                d.y_true, d.y_score, pos_label=d.classes[-1], **_kw(d)
+            ),
         ),
         MetricCase(
             "brier_score_loss",
