@@ -49,9 +49,9 @@ def test_ids_of_every_kind_become_the_same_strings(ids: object) -> None:
 
 
 def test_missing_ids_name_the_first_row() -> None:
-    with pytest.raises(InputError, match=r"ids: row 1 has no id"):
+    with pytest.raises(InputError, match=r"ids: no id at index 1"):
         coerce_ids(["a", None, "c"], 3)
-    with pytest.raises(InputError, match=r"ids: row 2 has no id"):
+    with pytest.raises(InputError, match=r"ids: no id \(NaN\) at index 2"):
         coerce_ids(np.array([1.0, 2.0, np.nan]), 3)
     with pytest.raises(InputError, match=r"ids: has 2 rows, predictions has 3"):
         coerce_ids([1, 2], 3)
@@ -64,7 +64,7 @@ def test_duplicate_ids_name_the_first_repeat() -> None:
     with pytest.raises(InputError) as info:
         check_no_duplicates(pa.array(["a", "b", "c", "b", "a"]))
     assert info.value.field == "ids"
-    assert "row 3 repeats id 'b'" in str(info.value)
+    assert "id 'b' at index 3 repeats" in str(info.value)
 
 
 def test_new_ids_are_unique_uuid4_hex() -> None:
@@ -80,11 +80,11 @@ def test_scores_are_checked_for_range_and_row_sums() -> None:
     two = coerce_scores(pd.DataFrame({"a": [0.2, 0.6], "b": [0.8, 0.4]}), 2)
     assert two is not None and two.shape == (2, 2)
     assert coerce_scores(np.array([[0.3], [0.4]]), 2).shape == (2,)  # type: ignore[union-attr]
-    with pytest.raises(InputError, match=r"scores: row 1 is 1\.2, outside \[0, 1\]"):
+    with pytest.raises(InputError, match=r"scores: 1\.2 at index 1 is outside \[0, 1\]"):
         coerce_scores([0.5, 1.2, 0.1], 3)
-    with pytest.raises(InputError, match=r"scores: row 2 is nan"):
+    with pytest.raises(InputError, match=r"scores: nan at index 2"):
         coerce_scores([0.5, 0.2, np.nan], 3)
-    with pytest.raises(InputError, match=r"scores: row 1 sums to 0\.9, not 1"):
+    with pytest.raises(InputError, match=r"scores: the row at index 1 sums to 0\.9, not 1"):
         coerce_scores([[0.5, 0.5], [0.5, 0.4]], 2)
     coerce_scores([[0.5, 0.5 + 5e-7]], 1)  # within the 1e-6 tolerance
     with pytest.raises(InputError, match=r"scores: has 2 rows"):
@@ -116,7 +116,7 @@ def test_timestamps_default_to_now_and_naive_means_utc() -> None:
         assert got.to_pylist() == want, value
     one = coerce_timestamps(datetime(2026, 1, 1), 3)
     assert one.to_pylist() == [datetime(2026, 1, 1, tzinfo=UTC)] * 3
-    with pytest.raises(InputError, match="timestamps: row 1 has no time"):
+    with pytest.raises(InputError, match="timestamps: no time at index 1"):
         coerce_timestamps([datetime(2026, 1, 1), None], 2)
 
 
@@ -124,7 +124,7 @@ def test_latency_and_batch_size() -> None:
     assert coerce_latency(None, 2).null_count == 2
     assert coerce_latency(3.5, 2).to_pylist() == [3.5, 3.5]
     assert coerce_latency([1.0, np.nan], 2).to_pylist() == [1.0, None]
-    with pytest.raises(InputError, match=r"latency_ms: row 1 is negative"):
+    with pytest.raises(InputError, match=r"latency_ms: negative \(-1\.0\) at index 1"):
         coerce_latency([1.0, -1.0], 2)
     assert coerce_batch_size(None, 3, 3).to_pylist() == [3, 3, 3]
     assert coerce_batch_size(8, 2, 1).type == pa.int32()
@@ -183,9 +183,9 @@ def test_map_to_classes_appends_new_classes_sorted() -> None:
     assert classes == ("a", "b", "0", "c") and idx.tolist() == [3, 0, 2]
     idx, classes = map_to_classes(pa.array([1.0, 0.0]), (0, 1), "predictions")
     assert idx.tolist() == [1, 0] and classes == (0, 1)
-    with pytest.raises(InputError, match="predictions: row 1 is NaN"):
+    with pytest.raises(InputError, match="predictions: NaN at index 1"):
         map_to_classes(pa.array([1.0, np.nan]), (0, 1), "predictions")
-    with pytest.raises(InputError, match="labels: row 0 is missing"):
+    with pytest.raises(InputError, match="labels: missing at index 0"):
         map_to_classes(pa.array([None, 1]), (0, 1), "labels")
 
 

@@ -186,14 +186,14 @@ def _count(store: Store, model: str) -> int:
     ("kwargs", "field", "where"),
     [
         ({"ids": [1, 2]}, "ids", "has 2 rows"),
-        ({"ids": [1, None, 3]}, "ids", "row 1"),
-        ({"ids": [1, 2, 1]}, "ids", "row 2 repeats id '1'"),
-        ({"scores": [0.1, 1.5, 0.2]}, "scores", "row 1"),
-        ({"scores": [[0.5, 0.5], [0.6, 0.6], [0.5, 0.5]]}, "scores", "row 1 sums to 1.2"),
-        ({"predictions": [0.0, np.nan, 1.0]}, "predictions", "row 1"),
+        ({"ids": [1, None, 3]}, "ids", "at index 1"),
+        ({"ids": [1, 2, 1]}, "ids", "id '1' at index 2 repeats"),
+        ({"scores": [0.1, 1.5, 0.2]}, "scores", "at index 1"),
+        ({"scores": [[0.5, 0.5], [0.6, 0.6], [0.5, 0.5]]}, "scores", "at index 1 sums to 1.2"),
+        ({"predictions": [0.0, np.nan, 1.0]}, "predictions", "at index 1"),
         ({"features": {"a": [1.0, 2.0]}}, "features['a']", "has 2 rows"),
-        ({"latency_ms": [1.0, -2.0, 1.0]}, "latency_ms", "row 1"),
-        ({"timestamps": ["2026-01-01", None, "2026-01-01"]}, "timestamps", "row 1"),
+        ({"latency_ms": [1.0, -2.0, 1.0]}, "latency_ms", "at index 1"),
+        ({"timestamps": ["2026-01-01", None, "2026-01-01"]}, "timestamps", "at index 1"),
     ],
 )
 def test_bad_batches_name_the_argument_and_write_nothing(
@@ -213,7 +213,7 @@ def test_bad_batches_name_the_argument_and_write_nothing(
 
 def test_nan_regression_predictions_are_refused(store: Store) -> None:
     mon = Monitor("nanreg", store, resources=False, task="regression")
-    with pytest.raises(InputError, match=r"predictions: row 2 is nan"):
+    with pytest.raises(InputError, match=r"predictions: nan at index 2"):
         mon.log([1, 2, 3], None, [1.0, 2.0, np.nan])
     assert store.count("nanreg") == (0, 0)
 

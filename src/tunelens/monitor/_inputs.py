@@ -23,6 +23,7 @@ from tunelens.errors import InputError
 __all__ = [
     "TIMESTAMP",
     "check_no_duplicates",
+    "check_score_columns",
     "coerce_batch_size",
     "coerce_features",
     "coerce_ids",
@@ -118,17 +119,17 @@ def coerce_ids(ids: Any, n: int | None, field: str = "ids", *, unique: bool = Fa
     if n is not None:
         _check_length(array, n, field)
     if array.null_count:
-        raise InputError(field, f"row {_first_null(array)} has no id", "give every row an id")
+        raise InputError(field, f"no id at index {_first_null(array)}", "give every row an id")
     if pa.types.is_floating(array.type):
         values = array.to_numpy(zero_copy_only=False)
         nan = np.isnan(values)
         if nan.any():
-            raise InputError(field, f"row {_first(nan)} has no id (NaN)", "give every row an id")
+            raise InputError(field, f"no id (NaN) at index {_first(nan)}", "give every row an id")
         bad = values != np.round(values)
         if bad.any():
             row = _first(bad)
             raise InputError(
-                field, f"row {row} is {float(values[row])}", "give ids as ints or strings"
+                field, f"{float(values[row])} at index {row}", "give ids as ints or strings"
             )
         array = array.cast(pa.int64())
     if unique and pa.types.is_integer(array.type):
@@ -163,7 +164,7 @@ def _raise_duplicate(array: pa.Array, field: str) -> None:
     row = _first(dup)
     raise InputError(
         field,
-        f"row {row} repeats id {str(array[row].as_py())!r} within the batch",
+        f"id {str(array[row].as_py())!r} at index {row} repeats an earlier id of the batch",
         "give each prediction a unique id",
     )
 
@@ -195,13 +196,47 @@ def _broadcast_time(value: Any, n: int, field: str) -> pa.Array:
     return pa.array(np.full(n, micros, dtype=np.int64)).cast(TIMESTAMP)
 
 
+#: Numeric timestamps are epoch seconds within these years; anything else (epoch
+#: milliseconds or nanoseconds, say) is refused rather than guessed at.
+EPOCH_SECONDS_RANGE = (0.0, float(datetime(2200, 1, 1, tzinfo=UTC).timestamp()))
+
+
+def _epoch_seconds_to_us(array: pa.Array, field: str) -> npt.NDArray[np.int64]:
+    """Epoch seconds (numbers) as int64 microseconds; NaN and implausible values raise."""
+    seconds = array.to_numpy(zero_copy_only=False).astype(np.float64)
+    if array.null_count:
+        seconds = np.where(pc.is_valid(array).to_numpy(zero_copy_only=False), seconds, np.nan)
+    nan = np.isnan(seconds)
+    if nan.any():
+        raise InputError(field, f"NaN at index {_first(nan)}", "give a time for every row")
+    lo, hi = EPOCH_SECONDS_RANGE
+    bad = ~((seconds >= lo) & (seconds < hi))
+    if bad.any():
+        row = _first(bad)
+        value = array[row].as_py()
+        raise InputError(
+            field,
+            f"{value!r} at index {row} is not a time from 1970 to 2200 in epoch seconds",
+            "give numbers as seconds since 1970-01-01 UTC (not milliseconds), "
+            "or datetimes or ISO-8601 strings",
+        )
+    micros: npt.NDArray[np.int64] = np.round(seconds * 1e6).astype(np.int64)
+    return micros
+
+
 def coerce_timestamps(timestamps: Any, n: int, field: str = "timestamps") -> pa.Array:
     """Timestamps as timestamp("us", "UTC"); None means now; naive values are UTC.
 
-    Numbers are seconds since the epoch.
+    Numbers are seconds since the epoch (1970-01-01 UTC); a number outside the years
+    1970-2200 (epoch milliseconds, say) raises `InputError` rather than being guessed.
     """
     if timestamps is None:
         return _broadcast_time(datetime.now(UTC), n, field)
+    if isinstance(timestamps, (int, float, np.integer, np.floating)) and not isinstance(
+        timestamps, bool
+    ):
+        us = _epoch_seconds_to_us(pa.array([float(timestamps)]), field)
+        return pa.array(np.full(n, us[0], dtype=np.int64)).cast(TIMESTAMP)
     if isinstance(timestamps, (datetime, date, str, pd.Timestamp, np.datetime64)):
         try:
             return _broadcast_time(timestamps, n, field)
@@ -224,12 +259,7 @@ def coerce_timestamps(timestamps: Any, n: int, field: str = "timestamps") -> pa.
         out = pc.cast(out, pa.timestamp("us", tz=out.type.tz), safe=False)
         out = out.cast(TIMESTAMP)
     elif pa.types.is_integer(array.type) or pa.types.is_floating(array.type):
-        seconds = array.to_numpy(zero_copy_only=False).astype(np.float64)
-        if np.isnan(seconds).any():
-            raise InputError(
-                field, f"row {_first(np.isnan(seconds))} is NaN", "give a time for every row"
-            )
-        out = pa.array(np.round(seconds * 1e6).astype(np.int64)).cast(TIMESTAMP)
+        out = pa.array(_epoch_seconds_to_us(array, field)).cast(TIMESTAMP)
     else:
         try:
             index = pd.to_datetime(array.to_pandas(), utc=True)
@@ -240,7 +270,7 @@ def coerce_timestamps(timestamps: Any, n: int, field: str = "timestamps") -> pa.
         out = pc.cast(pa.Array.from_pandas(index), TIMESTAMP, safe=False)
     if out.null_count:
         raise InputError(
-            field, f"row {_first_null(out)} has no time", "give a time for every row or none"
+            field, f"no time at index {_first_null(out)}", "give a time for every row or none"
         )
     return out
 
@@ -271,7 +301,9 @@ def coerce_latency(latency_ms: Any, n: int, field: str = "latency_ms") -> pa.Arr
     negative = values < 0
     if negative.any():
         row = _first(negative)
-        raise InputError(field, f"row {row} is negative ({values[row]})", "give milliseconds >= 0")
+        raise InputError(
+            field, f"negative ({values[row]}) at index {row}", "give milliseconds >= 0"
+        )
     return pa.array(values, mask=nan if nan.any() else None)
 
 
@@ -290,7 +322,7 @@ def coerce_batch_size(batch_size: Any, n: int, per_row_default: int) -> pa.Array
     bad = ~(values >= 1)
     if bad.any():
         raise InputError(
-            "batch_size", f"row {_first(bad)} is {values[_first(bad)]}", "give batch sizes >= 1"
+            "batch_size", f"{values[_first(bad)]} at index {_first(bad)}", "give batch sizes >= 1"
         )
     return pa.array(values.astype(np.int32))
 
@@ -314,8 +346,19 @@ def _to_2d_float(values: Any, field: str) -> npt.NDArray[np.float64]:
     return arr
 
 
-def coerce_scores(scores: Any, n: int, field: str = "scores") -> npt.NDArray[np.float64] | None:
-    """Scores as float64, 1-D or (n, K), in [0, 1]; 2-D rows must sum to 1."""
+def coerce_scores(
+    scores: Any, n: int, field: str = "scores", *, check_sums: bool = True
+) -> npt.NDArray[np.float64] | None:
+    """Scores as float64, 1-D or (n, K), in [0, 1]; 2-D rows must sum to 1.
+
+    Args:
+        scores: the scores, or None.
+        n: rows expected.
+        field: the argument name to cite in an error.
+        check_sums: check the row sums of a 2-D array here; a caller that knows the
+            model's classes passes False and calls `check_score_columns` instead, so
+            that a wrong column count is reported before a wrong sum.
+    """
     if scores is None:
         return None
     arr = _to_2d_float(scores, field)
@@ -327,21 +370,49 @@ def coerce_scores(scores: Any, n: int, field: str = "scores") -> npt.NDArray[np.
         row = _first(outside)
         raise InputError(
             field,
-            f"row {row} is {arr[row].tolist()!r}, outside [0, 1]",
+            f"{arr[row].tolist()!r} at index {row} is outside [0, 1]",
             "give probabilities in [0, 1]",
         )
     if arr.ndim == 2:
         if arr.shape[1] < 2:
             raise InputError(field, f"has {arr.shape[1]} columns", "give one column per class")
-        off = np.abs(arr.sum(axis=1) - 1.0) > SCORE_TOLERANCE
-        if off.any():
-            row = _first(off)
-            raise InputError(
-                field,
-                f"row {row} sums to {arr[row].sum():.9g}, not 1",
-                "give class probabilities that sum to 1 in every row (e.g. predict_proba output)",
-            )
+        if check_sums:
+            check_score_columns(arr, None, field)
     return arr
+
+
+def check_score_columns(
+    arr: npt.NDArray[np.float64], classes: Sequence[Any] | None, field: str = "scores"
+) -> None:
+    """Check a 2-D score matrix against the model's classes, then its row sums.
+
+    With ``K`` known classes, ``k`` columns are accepted for ``2 <= k <= K``: they are
+    the first ``k`` classes in order (a model that does not know the later classes
+    gives them probability 0), so the ``k`` given columns must sum to 1 in every row.
+    """
+    k = arr.shape[1]
+    known = None if classes is None else list(classes)
+    if known is not None and k > len(known):
+        raise InputError(
+            field,
+            f"has {k} columns but {len(known)} classes are known ({known[:6]!r})",
+            "pass classes= to Monitor, in the column order of the scores",
+        )
+    off = np.abs(arr.sum(axis=1) - 1.0) > SCORE_TOLERANCE
+    if off.any():
+        row = _first(off)
+        problem = f"the row at index {row} sums to {arr[row].sum():.9g}, not 1"
+        if known is not None and k < len(known):
+            problem += (
+                f" ({k} columns given, the model has {len(known)} classes {known[:6]!r}; "
+                f"expected {len(known)} columns, or fewer only for a model that does not "
+                "know the later classes)"
+            )
+        raise InputError(
+            field,
+            problem,
+            "give class probabilities that sum to 1 in every row (e.g. predict_proba output)",
+        )
 
 
 def map_to_classes(
@@ -356,27 +427,19 @@ def map_to_classes(
     """
     if values.null_count:
         raise InputError(
-            field, f"row {_first_null(values)} is missing", "give a label for every row"
+            field, f"missing at index {_first_null(values)}", "give a label for every row"
         )
     if pa.types.is_floating(values.type):
         nan = np.isnan(values.to_numpy(zero_copy_only=False))
         if nan.any():
-            raise InputError(field, f"row {_first(nan)} is NaN", "give a class label for every row")
+            raise InputError(
+                field, f"NaN at index {_first(nan)}", "give a class label for every row"
+            )
     known = tuple(classes)
     if known:
         value_set = pa.array(list(known))
         if value_set.type != values.type:
-            try:
-                value_set = value_set.cast(values.type)
-            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-                try:
-                    values = values.cast(value_set.type)
-                except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-                    raise InputError(
-                        field,
-                        f"values of type {values.type} do not match the classes {list(known)!r}",
-                        "give labels of the same type as the model's classes",
-                    ) from exc
+            values = _cast_to_classes(values, value_set, known, field)
         index = pc.index_in(values, value_set=value_set)
         missing = index.null_count
     else:
@@ -395,6 +458,64 @@ def map_to_classes(
         index = pc.index_in(values, value_set=value_set)
     assert index is not None
     return index.to_numpy(zero_copy_only=False).astype(np.int32, copy=False), known
+
+
+def _kind(t: pa.DataType) -> str:
+    if pa.types.is_boolean(t):
+        return "bool"
+    if pa.types.is_integer(t):
+        return "int"
+    if pa.types.is_floating(t):
+        return "float"
+    if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t):
+        return "str"
+    return str(t)
+
+
+def _cast_to_classes(
+    values: pa.Array, value_set: pa.Array, known: tuple[Any, ...], field: str
+) -> pa.Array:
+    """``values`` cast to the type of the model's classes, or `InputError` naming the
+    first value that is not of that type (numbers convert only without loss)."""
+    want, have = _kind(value_set.type), _kind(values.type)
+    bad: npt.NDArray[np.bool_] | None = None
+    if want == have or (want == "float" and have == "int"):
+        try:
+            return values.cast(value_set.type)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            bad = None
+    elif want == "int" and have in ("float", "bool"):
+        numbers = values.to_numpy(zero_copy_only=False).astype(np.float64)
+        bad = (numbers != np.round(numbers)) | (np.abs(numbers) >= 2.0**63)
+        if not bad.any():
+            return pa.array(numbers.astype(np.int64)).cast(value_set.type)
+    elif want == "bool" and have in ("int", "float"):
+        numbers = values.to_numpy(zero_copy_only=False).astype(np.float64)
+        bad = (numbers != 0) & (numbers != 1)
+        if not bad.any():
+            return pa.array(numbers == 1)
+    elif {want, have} == {"int", "str"}:
+        # "1" for class 1 (or 1 for class "1"): accepted only when every value is a
+        # known class, so a new class is never made of a converted value.
+        try:
+            converted = values.cast(value_set.type)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            converted = None
+            numbers = pd.to_numeric(values.to_pandas(), errors="coerce").to_numpy(np.float64)
+            bad = np.isnan(numbers) | (numbers != np.round(numbers))
+        if converted is not None:
+            known_mask = pc.is_in(converted, value_set=value_set).to_numpy(zero_copy_only=False)
+            if known_mask.all():
+                return converted
+            bad = ~np.asarray(known_mask, dtype=bool)
+    row = 0 if bad is None or not bad.any() else _first(bad)
+    value = values[row].as_py()
+    raise InputError(
+        field,
+        f"{value!r} ({type(value).__name__}) at index {row} is not of the model's class "
+        f"type {type(known[0]).__name__}; classes are {list(known)[:10]!r}",
+        f"give {field} of the same type as the model's classes",
+    )
 
 
 _FEATURE_TYPES = ("float", "int", "bool", "string", "timestamp")
@@ -495,6 +616,8 @@ def coerce_features(
                 out, kind = out.cast(pa.float64()), "float"
             elif want == "int" and kind == "bool":
                 out, kind = out.cast(pa.int64()), "int"
+            elif want == "int" and kind == "float":
+                out, kind = _whole_floats_to_int(out, name), "int"
             elif kind == "float" and out.null_count == len(out) and want in _FEATURE_TYPES:
                 out, kind = pa.nulls(n, _ARROW[want]), want
             else:
@@ -509,6 +632,26 @@ def coerce_features(
         if name not in columns:
             columns[name] = pa.nulls(n, _ARROW[kind])
     return columns, schema
+
+
+def _whole_floats_to_int(array: pa.Array, name: str) -> pa.Array:
+    """Floats of an int feature (pandas makes an int column with NaN float) as int64:
+    NaN and nulls become null; a value that is not a whole number raises."""
+    values = array.to_numpy(zero_copy_only=False).astype(np.float64)
+    missing = np.isnan(values)
+    if array.null_count:
+        missing |= ~np.asarray(pc.is_valid(array).to_numpy(zero_copy_only=False), dtype=bool)
+    ok = missing | ((values == np.round(values)) & (np.abs(values) < 2.0**63))
+    if not ok.all():
+        row = _first(~ok)
+        raise InputError(
+            f"features[{name!r}]",
+            f"{float(values[row])!r} at index {row} is not a whole number, but the model's "
+            "feature schema has it as int",
+            "give int values for this feature (NaN or None for a missing one)",
+        )
+    ints = np.where(missing, 0, values).astype(np.int64)
+    return pa.array(ints, mask=missing if missing.any() else None)
 
 
 _ARROW: dict[str, pa.DataType] = {

@@ -19,6 +19,7 @@ import pyarrow.compute as pc
 
 from tunelens.errors import InputError
 from tunelens.monitor._inputs import (
+    check_score_columns,
     coerce_batch_size,
     coerce_features,
     coerce_ids,
@@ -273,6 +274,11 @@ class Monitor:
             predictions: predicted class labels, or values for regression.
             scores: binary: P(positive class) as a 1-D array or an (n, 2) array;
                 multiclass: (n, K) probabilities in class order. Rows must sum to 1.
+                Classes only grow (new ones are appended); a matrix with fewer
+                columns, k < K, holds the first k classes and the rest get
+                probability 0 (a model that does not know them), so
+                ``predict_proba`` output keeps fitting after a label of an unseen
+                class arrives.
             latency_ms: the call's latency (a number for the whole batch) or one per row.
             timestamps: one per row or one for all; default now. Naive times are UTC.
             batch_size: rows of the call that produced each row. Default: the batch
@@ -307,7 +313,7 @@ class Monitor:
         pred = to_arrow_1d(predictions, "predictions")
         n = len(pred)
         id_array = coerce_ids(ids, n, unique=not generated)
-        score_array = coerce_scores(scores, n)
+        score_array = coerce_scores(scores, n, check_sums=False)
         latency = coerce_latency(latency_ms, n)
         per_call = latency_ms is not None and np.ndim(latency_ms) == 0
         sizes = coerce_batch_size(batch_size, n, n if per_call else 1)
@@ -359,6 +365,26 @@ class Monitor:
         elif tuple(record.classes) != classes or record.features != features:
             self._record = self.store.put_model(record.evolve(classes=classes, features=features))
 
+    def _seed_classes(self, classes: Any) -> None:
+        """Take ``classes`` (an estimator's ``classes_``, in its ``predict_proba``
+        column order) when the model has none yet; otherwise do nothing."""
+        with self._lock:
+            record = self._record
+            if self._classes or (record is not None and record.classes):
+                return
+            if record is not None and record.task == "regression":
+                return
+            try:
+                seeded = tuple(pa.array(list(classes)).to_pylist())
+            except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError):
+                return
+            if len(seeded) < 2 or len(set(seeded)) != len(seeded):
+                return
+            if record is None:
+                self._classes = seeded
+            else:
+                self._record = self.store.put_model(record.evolve(classes=seeded))
+
     @staticmethod
     def _regression_values(values: pa.Array, field: str) -> pa.Array:
         if not (pa.types.is_floating(values.type) or pa.types.is_integer(values.type)):
@@ -367,12 +393,12 @@ class Monitor:
             )
         if values.null_count:
             row = int(np.flatnonzero(~pc.is_valid(values).to_numpy(zero_copy_only=False))[0])
-            raise InputError(field, f"row {row} is missing", "give a value for every row")
+            raise InputError(field, f"missing at index {row}", "give a value for every row")
         out = values.cast(pa.float64()).to_numpy(zero_copy_only=False)
         bad = ~np.isfinite(out)
         if bad.any():
             row = int(np.flatnonzero(bad)[0])
-            raise InputError(field, f"row {row} is {out[row]}", "give finite numbers")
+            raise InputError(field, f"{out[row]} at index {row}", "give finite numbers")
         return pa.array(out)
 
     @staticmethod
@@ -393,21 +419,22 @@ class Monitor:
                         f"has {scores.shape[1]} columns for a binary model",
                         "give P(positive) or (n, 2)",
                     )
+                check_score_columns(scores, classes)
                 return {"score": pa.array(np.ascontiguousarray(scores[:, 1]))}
             return {"score": pa.array(scores)}
         if scores.ndim != 2:
             raise InputError(
                 "scores", "is 1-D for a multiclass model", "give (n, classes) probabilities"
             )
-        if scores.shape[1] != len(classes):
-            raise InputError(
-                "scores",
-                f"has {scores.shape[1]} columns but {len(classes)} classes are known "
-                f"({list(classes)[:6]!r})",
-                "pass classes= to Monitor, in the column order of the scores",
-            )
+        # k <= K columns: the first k classes; later ones (classes the scoring model
+        # does not know, e.g. first seen in a label) get probability 0.
+        check_score_columns(scores, classes)
         cols = np.ascontiguousarray(scores.T)
-        return {f"score_{k}": pa.array(cols[k]) for k in range(cols.shape[0])}
+        out = {f"score_{k}": pa.array(cols[k]) for k in range(cols.shape[0])}
+        if cols.shape[0] < len(classes):
+            zeros = pa.array(np.zeros(scores.shape[0]))
+            out.update({f"score_{k}": zeros for k in range(cols.shape[0], len(classes))})
+        return out
 
     def log_labels(self, ids: Any, labels: Any, timestamps: Any = None) -> tuple[int, int]:
         """Log true labels, joined to predictions by id (they may arrive in any order).
@@ -705,7 +732,16 @@ class Monitor:
         """Metrics over ``[since, until)`` merged from stored windows of width ``window``.
 
         Reads the states that `metrics` stored (no scan of the predictions), so a day
-        or a month re-aggregates from 24 or 720 hourly states.
+        or a month re-aggregates from 24 or 720 hourly states. Windows whose states
+        were stored with fewer classes than the model has now are widened (the added
+        classes get probability 0) before they are merged.
+
+        Stale after late labels: a window's state is a snapshot taken when `metrics`
+        last covered it. Labels (or predictions) that arrive later for rows of that
+        window are not in it until `metrics` covers the window again, so after late
+        labels call ``metrics(window, since, until)`` over the range (one scan; it
+        stores fresh states) and then `summary`. Windows `metrics` never stored
+        (still open, or partly outside its ``since``/``until``) are missing here.
 
         Args:
             since: inclusive start of the window starts to merge (naive = UTC).
@@ -819,6 +855,7 @@ class WrappedPredict:
         self._rng = np.random.default_rng(seed)
         self._rng_lock = threading.Lock()
         self._features_ok = True
+        self._seeded = proba_fn is None
         functools.update_wrapper(self, predict_fn)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -853,6 +890,9 @@ class WrappedPredict:
             ids = pa.array(raw).cast(pa.string())
             self.last_ids = raw.astype("U32")
         scores = None if self.proba_fn is None else self.proba_fn(*args, **kwargs)
+        if not self._seeded:
+            self._seeded = True
+            self._seed_classes()
         features = args[0] if args else next(iter(kwargs.values()), None)
         if features is not None and np.ndim(output) == 0 and np.ndim(features) == 1:
             features = np.asarray(features)[None, :]
@@ -863,13 +903,25 @@ class WrappedPredict:
         except InputError as exc:
             if features is None or not exc.field.startswith("features"):
                 raise
-            self._features_ok = False  # inputs that are not tabular: log without them
-            warnings.warn(
-                f"tunelens: inputs are not tabular features ({exc}); logging without them",
-                RuntimeWarning,
-                stacklevel=3,
-            )
+            if exc.field == "features":
+                # The whole input is not a table (e.g. an image batch): stop trying.
+                self._features_ok = False
+                message = f"inputs are not tabular features ({exc}); logging without them"
+            else:
+                # One column does not fit the schema: skip features for this call only.
+                message = f"features not logged for this call ({exc})"
+            warnings.warn(f"tunelens: {message}", RuntimeWarning, stacklevel=3)
             self._write(ids, None, predictions, scores, elapsed_ms, n, generated)
+
+    def _seed_classes(self) -> None:
+        """Seed the monitor's classes from a scikit-learn style ``classes_`` (the
+        column order of ``predict_proba``), so that a first call whose predictions
+        miss a class still fits its K score columns."""
+        for fn in (self.predict_fn, self.proba_fn):
+            classes = getattr(getattr(fn, "__self__", None), "classes_", None)
+            if classes is not None:
+                self.monitor._seed_classes(classes)
+                return
 
     def _write(
         self,

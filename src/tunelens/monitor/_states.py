@@ -37,6 +37,9 @@ _AVERAGED = tuple(
     f"{m}_{avg}" for avg in ("macro", "micro", "weighted") for m in ("precision", "recall", "f1")
 )
 _PROBABILISTIC = ("roc_auc", "pr_auc", "log_loss", "brier", "ece")
+#: Multiclass: one-vs-rest ROC AUC, macro and prevalence-weighted (scikit-learn's
+#: ``multi_class="ovr"`` with ``average="macro"`` / ``"weighted"``).
+_MULTICLASS_PROBABILISTIC = ("roc_auc", "roc_auc_weighted", "pr_auc", "log_loss", "brier", "ece")
 _REGRESSION = ("mae", "rmse", "r2", "mape")
 _ALWAYS = (
     "latency_p50",
@@ -70,7 +73,7 @@ def metric_columns(task: str) -> list[str]:
     if task == "regression":
         labelled: tuple[str, ...] = _REGRESSION
     elif task == "multiclass":
-        labelled = _BINARY + _AVERAGED + _PROBABILISTIC
+        labelled = _BINARY + _AVERAGED + _MULTICLASS_PROBABILISTIC
     else:
         labelled = _BINARY + _PROBABILISTIC
     return ["rows", "labelled_rows", *labelled, *_ALWAYS]
@@ -172,7 +175,15 @@ class WindowAccumulator:
         self.states["confusion"].update_codes(true_idx, prediction, self.n_classes)
         if scores is None:
             return
-        scored = ~np.isnan(scores) if scores.ndim == 1 else ~np.isnan(scores).any(axis=1)
+        if scores.ndim == 1:
+            scored = ~np.isnan(scores)
+        else:
+            # A row is scored when its first column is; a later column that is null
+            # belongs to a class added after the row was logged: probability 0.
+            nan = np.isnan(scores)
+            scored = ~nan[:, 0]
+            if nan.any():
+                scores = np.where(nan, 0.0, scores)
         if not scored.all():
             true_idx, scores = true_idx[scored], scores[scored]
         if len(true_idx) == 0:
@@ -208,8 +219,43 @@ class WindowAccumulator:
         if (~np.isnan(gpu_memory)).any():
             c["gpu_memory_max"] = _nanmax(c["gpu_memory_max"], float(np.nanmax(gpu_memory)))
 
+    def grow(self, n_classes: int) -> None:
+        """Widen a classification window to ``n_classes`` (classes are append-only).
+
+        Its rows get probability 0 for the added classes, as a one-pass computation
+        over rows logged before those classes existed would give them: the confusion
+        matrix and the log-loss/Brier sums are unchanged, and each added class's
+        one-vs-rest ranking holds every scored row as a negative at score 0.
+        """
+        if self.task == "regression" or n_classes <= self.n_classes:
+            return
+        confusion = ClassificationState(labels=list(range(n_classes)))
+        if "confusion" in self.states:
+            confusion.merge(self.states["confusion"])
+        self.states["confusion"] = confusion
+        for name in ("proba", "ranking"):
+            state = self.states.get(name)
+            if state is not None and getattr(state, "n_classes", n_classes) < n_classes:
+                state.grow(n_classes)  # ProbabilisticState, MulticlassRankingState
+        self.n_classes = n_classes
+
+    def copy(self) -> WindowAccumulator:
+        """An independent copy."""
+        acc = WindowAccumulator.__new__(WindowAccumulator)
+        acc.task, acc.n_classes = self.task, self.n_classes
+        acc.counts = dict(self.counts)
+        acc.states = {name: state.copy() for name, state in self.states.items()}
+        return acc
+
     def merge(self, other: WindowAccumulator) -> None:
-        """Add another window's states into this one."""
+        """Add another window's states into this one (widening the one with fewer
+        classes first, see `grow`)."""
+        if other.n_classes != self.n_classes:
+            if other.n_classes < self.n_classes:
+                other = other.copy()
+                other.grow(self.n_classes)
+            else:
+                self.grow(other.n_classes)
         for key in (
             "rows",
             "labelled_rows",
