@@ -327,3 +327,18 @@ def test_a_store_path_that_is_a_data_file_is_refused(cli: Invoke, csv_file: Path
     assert result.code == 2
     assert "not a DuckDB store" in _one_error_line(result)
     assert csv_file.read_bytes() == before
+
+
+def test_errors_name_the_file_row(cli: Invoke, tmp_path: Path, frame: pd.DataFrame) -> None:
+    frame = frame.copy()
+    frame["pred"] = frame["pred"].astype("float64")
+    frame.loc[250, "pred"] = float("nan")  # data row 251 of the file, in the third batch
+    source = tmp_path / "p.csv"
+    frame.drop(columns=["ts"]).to_csv(source, index=False)
+    store = tmp_path / "s.duckdb"
+    result = cli("log", "--store", store, *LOG, source, "--batch-rows", "100")
+    assert result.code == 2
+    line = _one_error_line(result)
+    assert "at row 251" in line and "index" not in line
+    assert "200 rows accepted before this error" in line
+    assert _counts(store) == (200, 0)

@@ -8,7 +8,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -538,7 +538,7 @@ class Monitor:
     # ------------------------------------------------------------------ metrics
 
     def _scan_columns(self, record: ModelRecord) -> list[str]:
-        columns = ["timestamp", "prediction", "latency_ms", "batch_size"]
+        columns = ["timestamp", "prediction", "latency_ms", "batch_size", "label_seq"]
         if record.task == "binary":
             columns.append("score")
         elif record.task == "multiclass":
@@ -584,10 +584,12 @@ class Monitor:
             )
         if scores is not None and np.isnan(scores).all():
             scores = None
+        seq = pc.fill_null(_column(table, "label_seq"), -1).to_numpy(zero_copy_only=False)
         out: list[tuple[int, Any]] = []
         for i, start in enumerate(starts.tolist()):
             a, b = int(bounds[i]), int(bounds[i + 1])
             acc = WindowAccumulator(record.task, n_classes, window_s)
+            acc.mark = (b - a, int(seq[a:b].max()))
             acc.update(
                 prediction[a:b],
                 label[a:b],
@@ -706,13 +708,19 @@ class Monitor:
         Returns:
             Metric name -> value, the same keys as a `metrics` row.
         """
-        from tunelens.monitor._states import WindowAccumulator, metric_columns
+        from tunelens.monitor._states import WindowAccumulator
+
+        return self._merge_accumulators(
+            [WindowAccumulator.from_states(ws.states) for ws in window_states]
+        )
+
+    def _merge_accumulators(self, accumulators: Sequence[Any]) -> dict[str, float]:
+        from tunelens.monitor._states import metric_columns
 
         record = self._refresh_record()
         flops = None if record is None else record.flops_per_prediction
-        total: WindowAccumulator | None = None
-        for ws in window_states:
-            acc = WindowAccumulator.from_states(ws.states)
+        total: Any = None
+        for acc in accumulators:
             if total is None:
                 total = acc
             else:
@@ -723,40 +731,61 @@ class Monitor:
                 "rows": 0,
                 "labelled_rows": 0,
             }
-        out = total.values(flops)
+        out: dict[str, float] = total.values(flops)
         return out | {"rows": int(out["rows"]), "labelled_rows": int(out["labelled_rows"])}
 
     def summary(
         self, since: Any = None, until: Any = None, *, window: Any = "1h"
     ) -> dict[str, float]:
-        """Metrics over ``[since, until)`` merged from stored windows of width ``window``.
+        """Metrics over ``[since, until)``, merged exactly from windows of width ``window``.
 
-        Reads the states that `metrics` stored (no scan of the predictions), so a day
-        or a month re-aggregates from 24 or 720 hourly states. Windows whose states
-        were stored with fewer classes than the model has now are widened (the added
-        classes get probability 0) before they are merged.
-
-        Stale after late labels: a window's state is a snapshot taken when `metrics`
-        last covered it. Labels (or predictions) that arrive later for rows of that
-        window are not in it until `metrics` covers the window again, so after late
-        labels call ``metrics(window, since, until)`` over the range (one scan; it
-        stores fresh states) and then `summary`. Windows `metrics` never stored
-        (still open, or partly outside its ``since``/``until``) are missing here.
+        Reuses the window states that `metrics` stored, so a month re-aggregates from
+        720 hourly states without rescanning them. A stored state is used only while it
+        is current: the store's `window_marks` (rows and latest label of each window)
+        must equal the mark saved with the state. Windows that changed since (late
+        labels, new predictions), were never stored (still open, or cut by
+        ``since``/``until``), are computed from one scan of their span, and the complete
+        ones are stored again. Windows stored with fewer classes than the model has now
+        are widened (the added classes get probability 0) before they are merged.
 
         Args:
-            since: inclusive start of the window starts to merge (naive = UTC).
-            until: exclusive end.
-            window: the width of the stored windows to merge.
+            since: inclusive start (naive = UTC); default: the first prediction.
+            until: exclusive end; default: no end.
+            window: the width of the windows to merge.
 
         Returns:
-            Metric name -> value, as `merged`.
+            Metric name -> value, as a `metrics` row; equal to one pass over the range.
         """
+        from tunelens.monitor._states import WindowAccumulator
+
         window_s = parse_window(window)
         lo, hi = to_utc(since, "since"), to_utc(until, "until")
+        if lo is not None and hi is not None and hi <= lo:
+            raise InputError("until", f"({hi}) is not after since ({lo})", "give until > since")
         self._check_open()
+        self.flush()
         if self.store.get_model(self.model) is None:
-            return self.merged([])
-        return self.merged(self.store.get_window_states(self.model, window_s, since=lo, until=hi))
+            return self._merge_accumulators([])
+        marks = self.store.window_marks(self.model, window_s, since=lo, until=hi)
+        current: list[Any] = []
+        for ws in self.store.get_window_states(self.model, window_s, since=lo, until=hi):
+            acc = WindowAccumulator.from_states(ws.states)
+            if acc.mark is not None and marks.get(ws.start) == acc.mark:
+                current.append(acc)
+                del marks[ws.start]
+        if marks:  # windows to compute: one scan over their span
+            first, last = min(marks), max(marks)
+            span_lo = first if lo is None else max(first, lo)
+            end = last + timedelta(seconds=window_s)
+            span_hi = end if hi is None else min(end, hi)
+            _, windows, a, b = self._accumulate(window_s, span_lo, span_hi)
+            wanted = {int(start.timestamp() * 1_000_000) for start in marks}
+            fresh = [(start, acc) for start, acc in windows if start in wanted]
+            record = self._record
+            flops = None if record is None else record.flops_per_prediction
+            self._store_states(window_s, fresh, a, b, [acc.values(flops) for _, acc in fresh])
+            current += [acc for _, acc in fresh]
+        return self._merge_accumulators(current)
 
     # ------------------------------------------------------------------ lifecycle
 

@@ -65,7 +65,7 @@ NAN = float("nan")
 #: 2 x bins float64 per class, so 4096 bins keep a binary window under 100 kB of JSON
 #: (AUC error below ~1e-4 for scores that are not piled into a few bins).
 RANKING_BINS = 4096
-MULTICLASS_RANKING_BINS = 1024
+MULTICLASS_RANKING_BINS = 4096
 
 
 def metric_columns(task: str) -> list[str]:
@@ -110,9 +110,15 @@ class WindowAccumulator:
         task: ``"binary"``, ``"multiclass"`` or ``"regression"``.
         n_classes: classes of a classification model.
         seconds: the window's width (throughput is rows per second of it).
+
+    Attributes:
+        mark: ``(rows, latest label seq)`` of the scan the window was computed from
+            (`tunelens.store.Store.window_marks`), or None; a stored window whose mark
+            no longer matches the store's is stale.
     """
 
     def __init__(self, task: str, n_classes: int, seconds: float) -> None:
+        self.mark: tuple[int, int] | None = None
         self.task = task
         self.n_classes = n_classes
         self.counts = _new_counts()
@@ -314,6 +320,8 @@ class WindowAccumulator:
         states["counts"] = {k: (None if math.isnan(v) else v) for k, v in self.counts.items()}
         states["task"] = self.task
         states["n_classes"] = self.n_classes
+        if self.mark is not None:
+            states["mark"] = list(self.mark)
         return states
 
     @classmethod
@@ -328,8 +336,9 @@ class WindowAccumulator:
         acc.states = {
             name: state_from_dict(_unpack(d))
             for name, d in states.items()
-            if name not in ("counts", "task", "n_classes")
+            if name not in ("counts", "task", "n_classes", "mark")
         }
+        acc.mark = None if states.get("mark") is None else tuple(states["mark"])
         return acc
 
 
