@@ -925,7 +925,19 @@ class DuckDBStore:
                 con.execute("DROP TABLE _tunelens_hit")
         return n, int(matched)
 
-    def _settle(self, con: Connection, m: _Model) -> None:
+    @staticmethod
+    def _prediction_end(con: Connection, m: _Model) -> int:
+        """One past the highest prediction ``seq`` (0 when there is none)."""
+        return int(_scalar(con, f"SELECT coalesce(max(seq) + 1, 0) FROM {m.predictions}"))
+
+    def _settle_before_read(self, con: Connection, m: _Model) -> None:
+        """Settle, in a short transaction of its own, when appends since the last may need it."""
+        end = self._prediction_end(con, m)
+        if end > m.checked:
+            with self._transaction():
+                self._settle(con, m, end)
+
+    def _settle(self, con: Connection, m: _Model, end: int | None = None) -> None:
         """Give rows logged since ``models.checked`` the label their id already has.
 
         A row takes its id's pending label when it is appended, and every later label
@@ -934,7 +946,8 @@ class DuckDBStore:
         highest ``label_seq`` among an id's rows is its latest label. Runs inside the
         caller's transaction.
         """
-        end = int(_scalar(con, f"SELECT coalesce(max(seq) + 1, 0) FROM {m.predictions}"))
+        if end is None:
+            end = self._prediction_end(con, m)
         if end <= m.checked:
             return
         p = m.predictions
@@ -990,11 +1003,7 @@ class DuckDBStore:
                     if name not in by_name:
                         raise _unknown_column(name, m)
                     chosen.append(by_name[name])
-            if m.checked <= int(
-                _scalar(con, f"SELECT coalesce(max(seq), -1) FROM {m.predictions}")
-            ):
-                with self._transaction():
-                    self._settle(con, m)
+            self._settle_before_read(con, m)
             where, params = _bounds("", lo, hi)
             select = "".join(f"{_q(physical)}, " for _, physical, _ in chosen)
             # The latest label is on the row: no join at read time.
@@ -1026,11 +1035,7 @@ class DuckDBStore:
         width_us = int(window_s) * 1_000_000
         with self._connection() as con:
             m = self._known(con, model)
-            if m.checked <= int(
-                _scalar(con, f"SELECT coalesce(max(seq), -1) FROM {m.predictions}")
-            ):
-                with self._transaction():
-                    self._settle(con, m)
+            self._settle_before_read(con, m)
             where, params = _bounds("", lo, hi)
             rows = con.execute(
                 f'SELECT CAST(floor(epoch_us("timestamp") / {width_us}) AS BIGINT) AS w, count(*), '
