@@ -204,13 +204,23 @@ class ClassificationState:
         self._labels, self._cm = union, new
 
     def update(
-        self, y_true: ArrayLike, y_pred: ArrayLike, sample_weight: ArrayLike | None = None
+        self,
+        y_true: ArrayLike,
+        y_pred: ArrayLike,
+        sample_weight: ArrayLike | None = None,
+        *,
+        validate: bool = True,
     ) -> None:
-        """Add a batch of true and predicted labels."""
-        yt = check_labels(y_true, "y_true")
-        yp = check_labels(y_pred, "y_pred")
-        n = check_same_length(y_true=yt, y_pred=yp)
-        w = check_weights(sample_weight, n)
+        """Add a batch of true and predicted labels.
+
+        ``validate=False`` skips the boundary checks (lengths, finiteness, labels,
+        weights), for callers that validated the data already (the monitor validates at
+        log time); on valid data the result is the same.
+        """
+        yt = check_labels(y_true, "y_true", validate=validate)
+        yp = check_labels(y_pred, "y_pred", validate=validate)
+        n = check_same_length(y_true=yt, y_pred=yp) if validate else int(yt.shape[0])
+        w = check_weights(sample_weight, n, validate=validate)
         self._weighted |= w is not None
         if n == 0:
             return
@@ -223,26 +233,33 @@ class ClassificationState:
         pred_idx: ArrayLike,
         n_classes: int,
         sample_weight: ArrayLike | None = None,
+        *,
+        validate: bool = True,
     ) -> None:
         """Fast path: add class indices ``0..n_classes-1`` (labels are those indices).
 
         A state that holds fewer classes (``labels=range(K)`` with ``K < n_classes``)
         grows to ``n_classes``: new classes are appended with zero counts. An index
         outside ``0..n_classes-1`` raises ValueError.
+
+        ``validate=False`` skips the boundary checks (lengths, finiteness, indices,
+        weights), for callers that validated the data already (the monitor validates at
+        log time); on valid data the result is the same.
         """
         n_classes = int(n_classes)
         t = as_1d(true_idx, "true_idx")
         p = as_1d(pred_idx, "pred_idx")
-        n = check_same_length(true_idx=t, pred_idx=p)
-        w = check_weights(sample_weight, n)
-        for name, arr in (("true_idx", t), ("pred_idx", p)):
-            if arr.dtype.kind not in "iu":
-                raise ValueError(f"`{name}` must hold integer class indices, got {arr.dtype}")
-            if n and (arr.min() < 0 or arr.max() >= n_classes):
-                raise ValueError(
-                    f"`{name}` must hold class indices in 0..{n_classes - 1} "
-                    f"(n_classes={n_classes}), got values in {arr.min()}..{arr.max()}"
-                )
+        n = check_same_length(true_idx=t, pred_idx=p) if validate else int(t.shape[0])
+        w = check_weights(sample_weight, n, validate=validate)
+        if validate:
+            for name, arr in (("true_idx", t), ("pred_idx", p)):
+                if arr.dtype.kind not in "iu":
+                    raise ValueError(f"`{name}` must hold integer class indices, got {arr.dtype}")
+                if n and (arr.min() < 0 or arr.max() >= n_classes):
+                    raise ValueError(
+                        f"`{name}` must hold class indices in 0..{n_classes - 1} "
+                        f"(n_classes={n_classes}), got values in {arr.min()}..{arr.max()}"
+                    )
         self._weighted |= w is not None
         key = t.astype(np.intp) * n_classes
         key += p

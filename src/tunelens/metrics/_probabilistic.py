@@ -67,10 +67,20 @@ class ProbabilisticState:
         self._n = 0
 
     def update(
-        self, true_idx: ArrayLike, proba: ArrayLike, sample_weight: ArrayLike | None = None
+        self,
+        true_idx: ArrayLike,
+        proba: ArrayLike,
+        sample_weight: ArrayLike | None = None,
+        *,
+        validate: bool = True,
     ) -> None:
-        """Add a batch: class indices and probabilities (``(n,)`` = P(class 1) if binary)."""
-        p = as_float(proba, "proba", ndim=None)
+        """Add a batch: class indices and probabilities (``(n,)`` = P(class 1) if binary).
+
+        ``validate=False`` skips the boundary checks (lengths, finiteness, indices,
+        ``[0, 1]``, row sums, weights), for callers that validated the data already (the
+        monitor validates at log time); on valid data the result is the same.
+        """
+        p = as_float(proba, "proba", ndim=None, validate=validate)
         if p.ndim == 2 and p.shape[1] == 1:
             p = p[:, 0]
         if p.ndim == 1:
@@ -78,10 +88,11 @@ class ProbabilisticState:
                 raise ValueError(
                     f"`proba` must have shape (n, {self.n_classes}) for {self.n_classes} classes"
                 )
-            y = binary_targets(true_idx, "true_idx")
-            n = check_same_length(true_idx=y, proba=p)
-            w = check_weights(sample_weight, n)
-            _check_unit_interval(p, "proba")
+            y = binary_targets(true_idx, "true_idx", validate=validate)
+            n = check_same_length(true_idx=y, proba=p) if validate else int(y.shape[0])
+            w = check_weights(sample_weight, n, validate=validate)
+            if validate:
+                _check_unit_interval(p, "proba")
             p_true = np.where(y, p, 1.0 - p)
             sq = (y - p) ** 2 * 2.0
         elif p.ndim == 2:
@@ -89,11 +100,12 @@ class ProbabilisticState:
                 raise ValueError(
                     f"`proba` must have {self.n_classes} columns (one per class), got {p.shape[1]}"
                 )
-            t = class_indices(true_idx, self.n_classes, "true_idx")
-            n = check_same_length(true_idx=t, proba=p)
-            w = check_weights(sample_weight, n)
-            _check_unit_interval(p, "proba")
-            if n and not np.allclose(p.sum(axis=1), 1.0, rtol=np.sqrt(_EPS), atol=0.0):
+            t = class_indices(true_idx, self.n_classes, "true_idx", validate=validate)
+            n = check_same_length(true_idx=t, proba=p) if validate else int(t.shape[0])
+            w = check_weights(sample_weight, n, validate=validate)
+            if validate:
+                _check_unit_interval(p, "proba")
+            if validate and n and not np.allclose(p.sum(axis=1), 1.0, rtol=np.sqrt(_EPS), atol=0.0):
                 warnings.warn(
                     "The `proba` values do not sum to one. Make sure to pass probabilities.",
                     UserWarning,
@@ -195,14 +207,25 @@ class CalibrationState:
         self._sum_true = np.zeros(self.n_bins)
 
     def update(
-        self, y_true: ArrayLike, y_prob: ArrayLike, sample_weight: ArrayLike | None = None
+        self,
+        y_true: ArrayLike,
+        y_prob: ArrayLike,
+        sample_weight: ArrayLike | None = None,
+        *,
+        validate: bool = True,
     ) -> None:
-        """Add a batch: ``y_true`` bool or 0/1, ``y_prob`` in ``[0, 1]``."""
-        y = binary_targets(y_true, "y_true")
-        p = as_float(y_prob, "y_prob")
-        n = check_same_length(y_true=y, y_prob=p)
-        w = check_weights(sample_weight, n)
-        _check_unit_interval(p, "y_prob")
+        """Add a batch: ``y_true`` bool or 0/1, ``y_prob`` in ``[0, 1]``.
+
+        ``validate=False`` skips the boundary checks (lengths, finiteness, ``[0, 1]``,
+        weights), for callers that validated the data already (the monitor validates at
+        log time); on valid data the result is the same.
+        """
+        y = binary_targets(y_true, "y_true", validate=validate)
+        p = as_float(y_prob, "y_prob", validate=validate)
+        n = check_same_length(y_true=y, y_prob=p) if validate else int(y.shape[0])
+        w = check_weights(sample_weight, n, validate=validate)
+        if validate:
+            _check_unit_interval(p, "y_prob")
         self._add(y, p, w)
 
     def _add(self, y: NDArray[np.bool_], p: FloatArray, w: FloatArray | None) -> None:
@@ -409,14 +432,7 @@ def calibration_curve(
     """
     if strategy != "uniform":
         raise ValueError(f"`strategy` must be 'uniform' (mergeable bins), got {strategy!r}")
-    st = CalibrationState(n_bins)
-    y = binary_from_labels(y_true, pos_label)
-    p = as_float(y_prob, "y_prob")
-    n = check_same_length(y_true=y, y_prob=p)
-    w = check_weights(sample_weight, n)
-    _check_unit_interval(p, "y_prob")
-    st._add(y, p, w)
-    pt, pp, _ = st.curve()
+    pt, pp, _ = _calibration(y_true, y_prob, n_bins, pos_label, sample_weight).curve()
     return pt, pp
 
 
@@ -436,14 +452,20 @@ def expected_calibration_error(
         >>> round(expected_calibration_error([0, 1], [0.2, 0.6], n_bins=2), 2)
         0.3
     """
+    return _calibration(y_true, y_prob, n_bins, pos_label, sample_weight).ece()
+
+
+def _calibration(
+    y_true: ArrayLike,
+    y_prob: ArrayLike,
+    n_bins: int,
+    pos_label: Any,
+    sample_weight: ArrayLike | None,
+) -> CalibrationState:
+    """A :class:`CalibrationState` of binary labels (``pos_label`` as scikit-learn)."""
     st = CalibrationState(n_bins)
-    y = binary_from_labels(y_true, pos_label)
-    p = as_float(y_prob, "y_prob")
-    n = check_same_length(y_true=y, y_prob=p)
-    w = check_weights(sample_weight, n)
-    _check_unit_interval(p, "y_prob")
-    st._add(y, p, w)
-    return st.ece()
+    st.update(binary_from_labels(y_true, pos_label), y_prob, sample_weight)
+    return st
 
 
 def _uniform_bin(p: FloatArray, edges: FloatArray) -> NDArray[np.intp]:

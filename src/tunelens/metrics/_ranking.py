@@ -8,6 +8,7 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from tunelens.metrics._classification import sklearn_positive
 from tunelens.metrics._validation import (
     FORMAT_VERSION,
     FloatArray,
@@ -178,20 +179,37 @@ class BinaryRankingState:
 
     # -- update ---------------------------------------------------------------------------
     def update(
-        self, y_true: ArrayLike, y_score: ArrayLike, sample_weight: ArrayLike | None = None
+        self,
+        y_true: ArrayLike,
+        y_score: ArrayLike,
+        sample_weight: ArrayLike | None = None,
+        *,
+        validate: bool = True,
     ) -> None:
-        """Add a batch: ``y_true`` bool or 0/1, ``y_score`` real scores."""
-        y = binary_targets(y_true, "y_true")
-        s = as_float(y_score, "y_score")
-        n = check_same_length(y_true=y, y_score=s)
-        w = check_weights(sample_weight, n)
-        self._update_checked(y, s, w)
+        """Add a batch: ``y_true`` bool or 0/1, ``y_score`` real scores.
 
-    def _update_checked(self, y: NDArray[np.bool_], s: FloatArray, w: FloatArray | None) -> None:
+        ``validate=False`` skips the boundary checks (lengths, finiteness, ``[0, 1]`` in
+        streaming mode, weights), for callers that validated the data already (the
+        monitor validates at log time); on valid data the result is the same.
+        """
+        y = binary_targets(y_true, "y_true", validate=validate)
+        s = as_float(y_score, "y_score", validate=validate)
+        n = check_same_length(y_true=y, y_score=s) if validate else int(y.shape[0])
+        w = check_weights(sample_weight, n, validate=validate)
+        self._update_checked(y, s, w, validate=validate)
+
+    def _update_checked(
+        self,
+        y: NDArray[np.bool_],
+        s: FloatArray,
+        w: FloatArray | None,
+        *,
+        validate: bool = True,
+    ) -> None:
         if s.shape[0] == 0:
             return
         if self.mode == "streaming":
-            self._update_hist(y, s, w)
+            self._update_hist(y, s, w, validate=validate)
             return
         if w is not None and not bool(w.all()):
             keep = w != 0
@@ -212,12 +230,15 @@ class BinaryRankingState:
         if self._pending_size > self._pos[0].shape[0] + self._neg[0].shape[0] + 65536:
             self._consolidate()
 
-    def _update_hist(self, y: NDArray[np.bool_], s: FloatArray, w: FloatArray | None) -> None:
-        lo, hi = float(s.min()), float(s.max())
-        if not (lo >= 0.0 and hi <= 1.0):
-            raise ValueError(
-                f"`y_score` must lie in [0, 1] in streaming mode, got values in [{lo}, {hi}]"
-            )
+    def _update_hist(
+        self, y: NDArray[np.bool_], s: FloatArray, w: FloatArray | None, *, validate: bool = True
+    ) -> None:
+        if validate:
+            lo, hi = float(s.min()), float(s.max())
+            if not (lo >= 0.0 and hi <= 1.0):
+                raise ValueError(
+                    f"`y_score` must lie in [0, 1] in streaming mode, got values in [{lo}, {hi}]"
+                )
         nb = self.n_bins
         if self.scale == "logit":
             key = _logit_bins(s, y, nb)
@@ -448,6 +469,12 @@ def check_proba_rows(scores: FloatArray, name: str) -> None:
         )
 
 
+def _nan_classes(vals: FloatArray) -> list[int]:
+    """Indices of the classes whose per-class value is undefined (NaN)."""
+    bad: list[int] = np.flatnonzero(np.isnan(vals)).tolist()
+    return bad
+
+
 def _nanmean(values: FloatArray, weights: FloatArray | None = None) -> float:
     m = ~np.isnan(values)
     if not m.any():
@@ -524,20 +551,32 @@ class MulticlassRankingState:
         return self._states
 
     def update(
-        self, true_idx: ArrayLike, scores: ArrayLike, sample_weight: ArrayLike | None = None
+        self,
+        true_idx: ArrayLike,
+        scores: ArrayLike,
+        sample_weight: ArrayLike | None = None,
+        *,
+        validate: bool = True,
     ) -> None:
-        """Add a batch: class indices ``0..n_classes-1`` and an ``(n, n_classes)`` score matrix."""
-        t = class_indices(true_idx, self.n_classes, "true_idx")
-        s = as_float(scores, "scores", ndim=2)
+        """Add a batch: class indices ``0..n_classes-1`` and an ``(n, n_classes)`` score matrix.
+
+        ``validate=False`` skips the boundary checks (lengths, finiteness, indices,
+        ``[0, 1]`` in streaming mode, row sums, weights), for callers that validated the
+        data already (the monitor validates at log time); on valid data the result is
+        the same.
+        """
+        t = class_indices(true_idx, self.n_classes, "true_idx", validate=validate)
+        s = as_float(scores, "scores", ndim=2, validate=validate)
         if s.shape[1] != self.n_classes:
             raise ValueError(
                 f"`scores` must have {self.n_classes} columns (one per class), got {s.shape[1]}"
             )
-        n = check_same_length(true_idx=t, scores=s)
-        w = check_weights(sample_weight, n)
-        check_proba_rows(s, "scores")
+        n = check_same_length(true_idx=t, scores=s) if validate else int(t.shape[0])
+        w = check_weights(sample_weight, n, validate=validate)
+        if validate:
+            check_proba_rows(s, "scores")
         for k, st in enumerate(self._states):
-            st._update_checked(t == k, np.ascontiguousarray(s[:, k]), w)
+            st._update_checked(t == k, np.ascontiguousarray(s[:, k]), w, validate=validate)
 
     def merge(self, other: MulticlassRankingState) -> None:
         """Add another state's statistics.
@@ -582,8 +621,8 @@ class MulticlassRankingState:
 
     @staticmethod
     def _average(vals: FloatArray, prev: FloatArray, average: str | None, name: str) -> Any:
-        if np.isnan(vals).any():
-            bad = np.flatnonzero(np.isnan(vals)).tolist()
+        bad = _nan_classes(vals)
+        if bad:
             warn_undefined(f"{name} undefined for classes {bad} (absent or every sample)")
         if average is None:
             return vals
@@ -597,9 +636,10 @@ class MulticlassRankingState:
         """``{"roc_auc", "roc_auc_weighted", "pr_auc"}``."""
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", UndefinedMetricWarning)
+            auc, prev = self._per_class("auc")  # once for both averages
             out = {
-                "roc_auc": float(self.roc_auc("macro")),
-                "roc_auc_weighted": float(self.roc_auc("weighted")),
+                "roc_auc": float(self._average(auc, prev, "macro", "ROC AUC")),
+                "roc_auc_weighted": float(self._average(auc, prev, "weighted", "ROC AUC")),
                 "pr_auc": float(self.average_precision("macro")),
             }
         if caught:
@@ -785,18 +825,15 @@ def _sklearn_ovr_average(st: MulticlassRankingState, average: str) -> float:
     """
     if average not in ("macro", "weighted"):
         raise ValueError(f"`average` must be 'macro' or 'weighted', got {average!r}")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UndefinedMetricWarning)
-        vals = np.array([s.roc_auc() for s in st.per_class_states])
-    if np.isnan(vals).any():
-        bad = np.flatnonzero(np.isnan(vals)).tolist()
+    vals, prev = st._per_class("auc")
+    bad = _nan_classes(vals)
+    if bad:
         warn_undefined(
             f"Only one class is present in y_true for the one-vs-rest classes {bad}: "
             "ROC AUC is not defined for them (NaN)"
         )
     if average == "macro":
         return float(vals.mean())
-    prev = np.array([s.totals()[0] for s in st.per_class_states])
     if np.isclose(prev.sum(), 0.0):
         return 0.0
     vals[prev == 0] = 0.0
@@ -827,13 +864,21 @@ def average_precision_score(
     y = check_labels(y_true, "y_true")
     if np.ndim(y_score) == 1 and y.dtype != np.bool_:
         if pos_label is None:
-            classes = np.unique(y).tolist()
-            pos_label = classes[-1] if len(classes) == 2 and 1 not in classes else 1
+            pos_label = sklearn_positive(np.unique(y).tolist())
         y = np.asarray(y == pos_label, dtype=np.bool_)
     st = _ranking_input(y, y_score, sample_weight, labels, mode, n_bins, scale)
     if isinstance(st, MulticlassRankingState):
         return float(st.average_precision(average))
     return st.average_precision()
+
+
+def _exact_binary(
+    y_true: ArrayLike, y_score: ArrayLike, pos_label: Any, sample_weight: ArrayLike | None
+) -> BinaryRankingState:
+    """An exact-mode state of binary labels (``pos_label`` as scikit-learn) and 1-D scores."""
+    st = BinaryRankingState()
+    st.update(binary_from_labels(y_true, pos_label), y_score, sample_weight)
+    return st
 
 
 def roc_curve(
@@ -851,11 +896,7 @@ def roc_curve(
         >>> tpr.tolist()
         [0.0, 0.5, 0.5, 1.0, 1.0]
     """
-    y = binary_from_labels(y_true, pos_label)
-    s = as_float(y_score, "y_score")
-    n = check_same_length(y_true=y, y_score=s)
-    st = BinaryRankingState()
-    st._update_checked(y, s, check_weights(sample_weight, n))
+    st = _exact_binary(y_true, y_score, pos_label, sample_weight)
     return st.roc_curve(drop_intermediate=drop_intermediate)
 
 
@@ -874,9 +915,5 @@ def precision_recall_curve(
         >>> r.tolist()
         [1.0, 1.0, 0.5, 0.5, 0.0]
     """
-    y = binary_from_labels(y_true, pos_label)
-    s = as_float(y_score, "y_score")
-    n = check_same_length(y_true=y, y_score=s)
-    st = BinaryRankingState()
-    st._update_checked(y, s, check_weights(sample_weight, n))
+    st = _exact_binary(y_true, y_score, pos_label, sample_weight)
     return st.precision_recall_curve(drop_intermediate=drop_intermediate)

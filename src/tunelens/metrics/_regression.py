@@ -46,13 +46,23 @@ class RegressionState:
         self._m2 = 0.0
 
     def update(
-        self, y_true: ArrayLike, y_pred: ArrayLike, sample_weight: ArrayLike | None = None
+        self,
+        y_true: ArrayLike,
+        y_pred: ArrayLike,
+        sample_weight: ArrayLike | None = None,
+        *,
+        validate: bool = True,
     ) -> None:
-        """Add a batch of targets and predictions."""
-        yt = as_float(y_true, "y_true")
-        yp = as_float(y_pred, "y_pred")
-        n = check_same_length(y_true=yt, y_pred=yp)
-        w = check_weights(sample_weight, n)
+        """Add a batch of targets and predictions.
+
+        ``validate=False`` skips the boundary checks (lengths, finiteness,
+        weights), for callers that validated the data already (the monitor validates at
+        log time); on valid data the result is the same.
+        """
+        yt = as_float(y_true, "y_true", validate=validate)
+        yp = as_float(y_pred, "y_pred", validate=validate)
+        n = check_same_length(y_true=yt, y_pred=yp) if validate else int(yt.shape[0])
+        w = check_weights(sample_weight, n, validate=validate)
         if n == 0:
             return
         if self._n == 0:

@@ -62,12 +62,17 @@ class QuantileSketch:
         """Sum of the values added."""
         return self._sum
 
-    def update(self, values: ArrayLike) -> None:
-        """Add non-negative, finite values."""
-        v = as_float(np.ravel(np.asarray(values)), "values")
+    def update(self, values: ArrayLike, *, validate: bool = True) -> None:
+        """Add non-negative, finite values.
+
+        ``validate=False`` skips the boundary checks (finiteness, non-negative), for
+        callers that validated the data already (the monitor validates at log time);
+        on valid data the result is the same.
+        """
+        v = as_float(np.ravel(np.asarray(values)), "values", validate=validate)
         if v.size == 0:
             return
-        if float(v.min()) < 0:
+        if validate and float(v.min()) < 0:
             raise ValueError("`values` must be non-negative (latencies, sizes)")
         pos = v[v > 0]
         self._zeros += int(v.shape[0] - pos.shape[0])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import warnings
+import zlib
 from typing import Any
 
 import numpy as np
@@ -54,13 +55,15 @@ def check_same_length(**arrays: NDArray[Any] | None) -> int:
     return 0 if n is None else n
 
 
-def as_float(x: ArrayLike, name: str, *, ndim: int | None = 1) -> FloatArray:
-    """Return ``x`` as float64, checking it is numeric and finite."""
+def as_float(x: ArrayLike, name: str, *, ndim: int | None = 1, validate: bool = True) -> FloatArray:
+    """Return ``x`` as float64, checking it is numeric and finite (unless not ``validate``)."""
     arr = np.asarray(x)
     if ndim == 1:
         arr = as_1d(arr, name)
     elif ndim is not None and arr.ndim != ndim:
         raise ValueError(f"`{name}` must be {ndim}-D, got shape {arr.shape}")
+    if not validate:
+        return np.asarray(arr, dtype=np.float64)
     if arr.dtype.kind not in "biuf":
         raise ValueError(f"`{name}` must be numeric, got dtype {arr.dtype}")
     out = np.asarray(arr, dtype=np.float64)
@@ -70,11 +73,18 @@ def as_float(x: ArrayLike, name: str, *, ndim: int | None = 1) -> FloatArray:
     return out
 
 
-def check_weights(sample_weight: ArrayLike | None, n: int) -> FloatArray | None:
-    """Validate ``sample_weight``: 1-D, length ``n``, finite and non-negative."""
+def check_weights(
+    sample_weight: ArrayLike | None, n: int, *, validate: bool = True
+) -> FloatArray | None:
+    """Validate ``sample_weight``: 1-D, length ``n``, finite and non-negative.
+
+    With ``validate=False`` only convert it to a 1-D float64 array.
+    """
     if sample_weight is None:
         return None
-    w = as_float(sample_weight, "sample_weight")
+    w = as_float(sample_weight, "sample_weight", validate=validate)
+    if not validate:
+        return w
     if w.shape[0] != n:
         raise ValueError(
             f"`sample_weight` has {w.shape[0]} rows but the data has {n}: "
@@ -85,9 +95,11 @@ def check_weights(sample_weight: ArrayLike | None, n: int) -> FloatArray | None:
     return w
 
 
-def check_labels(y: ArrayLike, name: str) -> NDArray[Any]:
-    """Return class labels as a 1-D array; reject NaN and None."""
+def check_labels(y: ArrayLike, name: str, *, validate: bool = True) -> NDArray[Any]:
+    """Return class labels as a 1-D array; reject NaN and None (unless not ``validate``)."""
     arr = as_1d(y, name)
+    if not validate:
+        return arr
     if arr.dtype.kind == "f":
         if arr.size and np.isnan(arr).any():
             raise ValueError(f"`{name}` contains NaN: expected class labels")
@@ -99,11 +111,15 @@ def check_labels(y: ArrayLike, name: str) -> NDArray[Any]:
     return arr
 
 
-def binary_targets(y_true: ArrayLike, name: str = "y_true") -> NDArray[np.bool_]:
-    """Return ``y_true`` (bool or 0/1) as a bool array."""
+def binary_targets(
+    y_true: ArrayLike, name: str = "y_true", *, validate: bool = True
+) -> NDArray[np.bool_]:
+    """Return ``y_true`` (bool or 0/1) as a bool array (unchecked if not ``validate``)."""
     arr = as_1d(y_true, name)
     if arr.dtype == np.bool_:
         return arr
+    if not validate:
+        return arr.astype(np.bool_)
     if arr.dtype.kind in "iu":
         if arr.size and (arr.min() < 0 or arr.max() > 1):
             raise ValueError(f"`{name}` must hold 0/1 or bool values")
@@ -115,11 +131,15 @@ def binary_targets(y_true: ArrayLike, name: str = "y_true") -> NDArray[np.bool_]
     raise ValueError(f"`{name}` must hold 0/1 or bool values, got dtype {arr.dtype}")
 
 
-def class_indices(y: ArrayLike, n_classes: int, name: str = "y_true") -> IntArray:
-    """Return integer class indices in ``[0, n_classes)``."""
+def class_indices(
+    y: ArrayLike, n_classes: int, name: str = "y_true", *, validate: bool = True
+) -> IntArray:
+    """Return integer class indices in ``[0, n_classes)`` (unchecked if not ``validate``)."""
     arr = as_1d(y, name)
     if arr.dtype == np.bool_:
         arr = arr.astype(np.intp)
+    if not validate:
+        return arr.astype(np.intp, copy=False)
     if arr.dtype.kind == "f":
         if arr.size and not (np.all(np.isfinite(arr)) and np.all(arr == np.round(arr))):
             raise ValueError(f"`{name}` must hold integer class indices 0..{n_classes - 1}")
@@ -133,20 +153,35 @@ def class_indices(y: ArrayLike, n_classes: int, name: str = "y_true") -> IntArra
     return arr.astype(np.intp, copy=False)
 
 
+# Arrays over this many raw bytes are deflated (zlib level 1) into ``zdata``: a
+# window's ROC histogram is thousands of mostly-empty bins, a few hundred bytes deflated
+# instead of ~90 kB. 768 bytes are 1024 base64 characters, the monitor's former cut-off.
+_DEFLATE_OVER = 768
+
+
 def encode_array(a: NDArray[Any]) -> dict[str, Any]:
-    """Encode an array as JSON-safe base64 of its little-endian bytes."""
+    """Encode an array as JSON-safe base64 of its little-endian bytes.
+
+    Up to 768 bytes the bytes are under ``data``; larger arrays are deflated (zlib
+    level 1) first and stored under ``zdata``.
+    """
     arr = np.ascontiguousarray(a)
     le = arr.astype(arr.dtype.newbyteorder("<"), copy=False)
-    return {
-        "dtype": le.dtype.str,
-        "shape": list(arr.shape),
-        "data": base64.b64encode(le.tobytes()).decode("ascii"),
-    }
+    raw = le.tobytes()
+    out: dict[str, Any] = {"dtype": le.dtype.str, "shape": list(arr.shape)}
+    if len(raw) > _DEFLATE_OVER:
+        out["zdata"] = base64.b64encode(zlib.compress(raw, 1)).decode("ascii")
+    else:
+        out["data"] = base64.b64encode(raw).decode("ascii")
+    return out
 
 
 def decode_array(d: dict[str, Any]) -> NDArray[Any]:
-    """Inverse of :func:`encode_array`."""
-    raw = base64.b64decode(d["data"])
+    """Inverse of :func:`encode_array`; reads plain ``data`` or deflated ``zdata``."""
+    if "zdata" in d:
+        raw = zlib.decompress(base64.b64decode(d["zdata"]))
+    else:
+        raw = base64.b64decode(d["data"])
     arr = np.frombuffer(raw, dtype=np.dtype(d["dtype"])).reshape(d["shape"])
     return arr.astype(arr.dtype.newbyteorder("="), copy=True)
 
