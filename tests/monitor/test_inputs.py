@@ -126,10 +126,40 @@ def test_latency_and_batch_size() -> None:
     assert coerce_latency([1.0, np.nan], 2).to_pylist() == [1.0, None]
     with pytest.raises(InputError, match=r"latency_ms: negative \(-1\.0\) at index 1"):
         coerce_latency([1.0, -1.0], 2)
+    # an infinite latency would break every later metrics() of its window
+    with pytest.raises(InputError, match="latency_ms: infinite at index 1"):
+        coerce_latency([1.0, np.inf], 2)
+    with pytest.raises(InputError, match="latency_ms: is infinite"):
+        coerce_latency(float("inf"), 2)
     assert coerce_batch_size(None, 3, 3).to_pylist() == [3, 3, 3]
     assert coerce_batch_size(8, 2, 1).type == pa.int32()
     with pytest.raises(InputError, match="batch_size"):
         coerce_batch_size([1, 0], 2, 1)
+
+
+def test_encoded_and_wide_strings_are_plain_strings_in_features_and_labels() -> None:
+    """Every column passes `to_arrow_1d`, which decodes dictionaries and narrows
+    large_string/string_view, so later steps only ever see ``string``."""
+    columns = {
+        "dict": pa.array(["a", "b"]).dictionary_encode(),
+        "dict_large": pa.array(["a", "b"], pa.large_string()).dictionary_encode(),
+        "large": pa.array(["a", "b"], pa.large_string()),
+        "view": pa.array(["a", "b"], pa.string_view()),
+        "chunked": pa.chunked_array(
+            [pa.array(["a"], pa.large_string()), pa.array(["b"], pa.large_string())]
+        ),
+        "pandas": pd.Series(["a", "b"], dtype="string[pyarrow]"),
+    }
+    for features in (columns, pa.table({k: v for k, v in columns.items() if k != "pandas"})):
+        cols, schema = coerce_features(features, 2, {})
+        assert set(schema.values()) == {"string"}
+        assert {c.type for c in cols.values()} == {pa.string()}
+        assert {tuple(c.to_pylist()) for c in cols.values()} == {("a", "b")}
+    for values in columns.values():
+        labels = to_arrow_1d(values, "labels")
+        assert labels.type == pa.string()
+        idx, classes = map_to_classes(labels, ("b",), "labels")
+        assert idx.tolist() == [1, 0] and classes == ("b", "a")
 
 
 def test_features_from_every_container() -> None:

@@ -3,7 +3,10 @@ labels, int features with NaN, score column counts, numeric timestamps, wording.
 
 from __future__ import annotations
 
+import base64
+import json
 import warnings
+import zlib
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -16,7 +19,7 @@ from sklearn.linear_model import LogisticRegression
 from tunelens.errors import InputError
 from tunelens.monitor import Monitor
 from tunelens.monitor._inputs import coerce_features, coerce_timestamps, map_to_classes
-from tunelens.monitor._states import metric_columns
+from tunelens.monitor._states import WindowAccumulator, metric_columns
 from tunelens.store import Store
 
 DAY0 = datetime(2026, 3, 1, tzinfo=UTC)
@@ -314,3 +317,133 @@ def test_summary_follows_late_labels_and_rescans_only_changed_windows(store: Sto
     direct = mon.metrics("1d", since=DAY0 + 30 * timedelta(minutes=1), until=DAY0 + 3 * HOUR)
     assert cut["rows"] == direct["rows"].iloc[0]
     assert cut["accuracy"] == pytest.approx(direct["accuracy"].iloc[0], rel=1e-12)
+
+
+def test_summary_rescans_separated_stale_windows_one_run_each(store: Store) -> None:
+    rng = np.random.default_rng(10)
+    mon = Monitor("runs", store, resources=False)
+    for hour in range(5):
+        _log_hour(mon, rng, hour, 100, 1000 * hour)
+    mon.metrics("1h")  # stores the five closed windows with their marks
+    mon.log_labels(list(range(1000, 1050)), [2] * 50)  # late relabels in hour 1
+    mon.log_labels(list(range(3000, 3050)), [0] * 50)  # and in hour 3; hour 2 current
+    scans: list[tuple[object, object]] = []
+    scan, scan_resources = store.scan, store.scan_resources
+
+    def counting_scan(model: str, **kwargs: object) -> pa.Table:
+        scans.append((kwargs.get("since"), kwargs.get("until")))
+        return scan(model, **kwargs)  # type: ignore[arg-type]
+
+    resource_scans: list[tuple[object, object]] = []
+
+    def counting_resources(model: str, **kwargs: object) -> pa.Table:
+        resource_scans.append((kwargs.get("since"), kwargs.get("until")))
+        return scan_resources(model, **kwargs)  # type: ignore[arg-type]
+
+    store.scan = counting_scan  # type: ignore[method-assign]
+    store.scan_resources = counting_resources  # type: ignore[method-assign]
+    try:
+        merged = mon.summary(DAY0, DAY0 + 5 * HOUR)
+    finally:
+        store.scan, store.scan_resources = scan, scan_resources  # type: ignore[method-assign]
+    expected = [(DAY0 + HOUR, DAY0 + 2 * HOUR), (DAY0 + 3 * HOUR, DAY0 + 4 * HOUR)]
+    assert scans == expected
+    assert resource_scans == expected
+    one_pass = mon.metrics("1d").iloc[0]
+    for name in COUNT_BASED:
+        assert merged[name] == pytest.approx(one_pass[name], rel=1e-12), name
+    for name in ("log_loss", "brier", "ece", "roc_auc", "pr_auc"):
+        assert merged[name] == pytest.approx(one_pass[name], rel=1e-9), name
+    # the rescanned windows were stored again: a second summary scans nothing
+    scans.clear()
+    store.scan = counting_scan  # type: ignore[method-assign]
+    try:
+        assert mon.summary(DAY0, DAY0 + 5 * HOUR)["accuracy"] == merged["accuracy"]
+    finally:
+        store.scan = scan  # type: ignore[method-assign]
+    assert scans == []
+
+
+# ---------------------------------------------------------------- states: no re-validation
+
+
+def test_scores_accepted_at_log_time_raise_no_warning_in_metrics(store: Store) -> None:
+    rng = np.random.default_rng(11)
+    mon = Monitor("sums", store, resources=False)
+    y = rng.integers(0, 3, 500)
+    p = _proba(rng, y, 3)
+    p[:, 0] += 1e-7  # rows sum to 1 + 1e-7: within the 1e-6 that log() accepts
+    assert np.all(np.abs(p.sum(axis=1) - 1.0) > 5e-8)
+    mon.log(np.arange(500), None, p.argmax(axis=1), scores=p, latency_ms=1.0, timestamps=DAY0)
+    mon.log_labels(np.arange(500), y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        row = mon.metrics("1h").iloc[0]
+        merged = mon.summary(DAY0, DAY0 + HOUR)
+    assert row["log_loss"] == pytest.approx(np.mean(-np.log(p[np.arange(500), y])), rel=1e-9)
+    assert merged["log_loss"] == pytest.approx(row["log_loss"], rel=1e-12)
+
+
+def _old_packed(obj: object) -> object:
+    """A state dict as the monitor stored it before the states deflated their own
+    arrays: plain ``data``, deflated into ``zdata`` over 1024 base64 characters."""
+    if isinstance(obj, dict):
+        if "dtype" in obj and ("data" in obj or "zdata" in obj):
+            rest = {k: v for k, v in obj.items() if k not in ("data", "zdata")}
+            raw = (
+                zlib.decompress(base64.b64decode(obj["zdata"]))
+                if "zdata" in obj
+                else base64.b64decode(obj["data"])
+            )
+            data = base64.b64encode(raw).decode("ascii")
+            if len(data) > 1024:
+                packed = zlib.compress(raw, 1)
+                return rest | {"zdata": base64.b64encode(packed).decode("ascii")}
+            return rest | {"data": data}
+        return {k: _old_packed(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_old_packed(v) for v in obj]
+    return obj
+
+
+@pytest.mark.parametrize("task", ["binary", "multiclass", "regression"])
+def test_window_states_stored_with_deflated_arrays_still_read(task: str) -> None:
+    rng = np.random.default_rng(12)
+    n, k = 400, (2 if task == "binary" else 3)
+    acc = WindowAccumulator(task, k, 3600)
+    y = rng.integers(0, k, n)
+    latency = rng.uniform(0.5, 50.0, n)
+    if task == "regression":
+        acc.update(
+            rng.normal(size=n), rng.normal(size=n), np.ones(n, bool), None, latency, np.ones(n)
+        )
+    else:
+        p = _proba(rng, y, k)
+        scores = p[:, 1] if task == "binary" else p
+        labelled = rng.random(n) < 0.8
+        acc.update(p.argmax(axis=1), y, labelled, scores, latency, np.ones(n))
+    acc.mark = (n, 7)
+    old = _old_packed(json.loads(json.dumps(acc.to_states())))
+    assert isinstance(old, dict)
+    assert "zdata" in json.dumps(old)  # the latency sketch's counts at least
+    if task != "regression":
+        assert '"data"' in json.dumps(old)  # and small arrays in the plain form
+    back = WindowAccumulator.from_states(old)
+    assert back.mark == (n, 7)
+    want, got = acc.values(1e9), back.values(1e9)
+    assert want.keys() == got.keys()
+    for name in want:
+        assert got[name] == pytest.approx(want[name], rel=1e-12, nan_ok=True), name
+
+
+def test_a_class_index_beyond_the_record_read_before_the_scan_raises(store: Store) -> None:
+    rng = np.random.default_rng(13)
+    mon = Monitor("race", store, resources=False)
+    _log_hour(mon, rng, 0, 100, 0)
+    record = mon.record
+    assert record is not None and record.classes == (0, 1, 2)
+    # As if a concurrent writer added class 2 after the record was read.
+    stale = record.evolve(classes=(0, 1))
+    with pytest.raises(ValueError, match=r"class indices in 0\.\.1"):
+        mon._scan_windows(3600, None, None, stale)
+    assert len(mon._scan_windows(3600, None, None, record)) == 1

@@ -25,13 +25,16 @@ __all__ = [
     "check_no_duplicates",
     "check_score_columns",
     "coerce_batch_size",
+    "coerce_classes",
     "coerce_features",
     "coerce_ids",
     "coerce_latency",
     "coerce_scores",
     "coerce_timestamps",
+    "float_values",
     "map_to_classes",
     "new_ids",
+    "regression_values",
     "to_arrow_1d",
 ]
 
@@ -102,8 +105,48 @@ def _check_length(array: pa.Array | npt.NDArray[Any], n: int, field: str) -> Non
         )
 
 
+def _valid(array: pa.Array) -> npt.NDArray[np.bool_]:
+    return np.asarray(pc.is_valid(array).to_numpy(zero_copy_only=False), dtype=bool)
+
+
 def _first_null(array: pa.Array) -> int:
-    return _first(~np.asarray(pc.is_valid(array).to_numpy(zero_copy_only=False), dtype=bool))
+    return _first(~_valid(array))
+
+
+def float_values(array: pa.Array) -> npt.NDArray[np.float64]:
+    """A numeric array's values as float64, NaN where null (numpy converts, so an
+    integer beyond 2**53 rounds instead of raising as an arrow cast would)."""
+    values = np.asarray(array.to_numpy(zero_copy_only=False), dtype=np.float64)
+    if array.null_count:
+        values = np.where(_valid(array), values, np.nan)
+    return values
+
+
+def regression_values(values: pa.Array, field: str) -> pa.Array:
+    """Regression predictions or labels as float64: numbers, none missing, all finite."""
+    if not (pa.types.is_floating(values.type) or pa.types.is_integer(values.type)):
+        raise InputError(field, f"has type {values.type}", "give numbers for a regression model")
+    if values.null_count:
+        raise InputError(
+            field, f"missing at index {_first_null(values)}", "give a value for every row"
+        )
+    out = values.cast(pa.float64()).to_numpy(zero_copy_only=False)
+    bad = ~np.isfinite(out)
+    if bad.any():
+        row = _first(bad)
+        raise InputError(field, f"{out[row]} at index {row}", "give finite numbers")
+    return pa.array(out)
+
+
+def coerce_classes(classes: Any, field: str = "classes") -> tuple[Any, ...]:
+    """Class labels as a tuple of Python values of one arrow type, each once."""
+    try:
+        out = tuple(pa.array(list(classes)).to_pylist())
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError) as exc:
+        raise InputError(field, f"cannot be read ({exc})", "give labels of one type") from exc
+    if len(set(out)) != len(out):
+        raise InputError(field, "has duplicates", "give each class once")
+    return out
 
 
 def coerce_ids(ids: Any, n: int | None, field: str = "ids", *, unique: bool = False) -> pa.Array:
@@ -203,9 +246,7 @@ EPOCH_SECONDS_RANGE = (0.0, float(datetime(2200, 1, 1, tzinfo=UTC).timestamp()))
 
 def _epoch_seconds_to_us(array: pa.Array, field: str) -> npt.NDArray[np.int64]:
     """Epoch seconds (numbers) as int64 microseconds; NaN and implausible values raise."""
-    seconds = array.to_numpy(zero_copy_only=False).astype(np.float64)
-    if array.null_count:
-        seconds = np.where(pc.is_valid(array).to_numpy(zero_copy_only=False), seconds, np.nan)
+    seconds = float_values(array)
     nan = np.isnan(seconds)
     if nan.any():
         raise InputError(field, f"NaN at index {_first(nan)}", "give a time for every row")
@@ -222,6 +263,13 @@ def _epoch_seconds_to_us(array: pa.Array, field: str) -> npt.NDArray[np.int64]:
         )
     micros: npt.NDArray[np.int64] = np.round(seconds * 1e6).astype(np.int64)
     return micros
+
+
+def _times_to_utc_us(array: pa.Array) -> pa.Array:
+    """A date or timestamp array as timestamp("us", "UTC") (naive values are UTC)."""
+    out = pc.cast(array, pa.timestamp("us"), safe=False) if pa.types.is_date(array.type) else array
+    out = pc.cast(out, pa.timestamp("us", tz=out.type.tz), safe=False)
+    return out.cast(TIMESTAMP)
 
 
 def coerce_timestamps(timestamps: Any, n: int, field: str = "timestamps") -> pa.Array:
@@ -251,13 +299,7 @@ def coerce_timestamps(timestamps: Any, n: int, field: str = "timestamps") -> pa.
         )
     _check_length(array, n, field)
     if pa.types.is_timestamp(array.type) or pa.types.is_date(array.type):
-        out = (
-            pc.cast(array, pa.timestamp("us"), safe=False)
-            if pa.types.is_date(array.type)
-            else array
-        )
-        out = pc.cast(out, pa.timestamp("us", tz=out.type.tz), safe=False)
-        out = out.cast(TIMESTAMP)
+        out = _times_to_utc_us(array)
     elif pa.types.is_integer(array.type) or pa.types.is_floating(array.type):
         out = pa.array(_epoch_seconds_to_us(array, field)).cast(TIMESTAMP)
     else:
@@ -276,7 +318,7 @@ def coerce_timestamps(timestamps: Any, n: int, field: str = "timestamps") -> pa.
 
 
 def coerce_latency(latency_ms: Any, n: int, field: str = "latency_ms") -> pa.Array:
-    """Latency in ms as float64; None gives nulls and NaN becomes null."""
+    """Latency in ms as float64; None gives nulls, NaN becomes null, inf is refused."""
     if latency_ms is None:
         return pa.nulls(n, pa.float64())
     if np.ndim(latency_ms) == 0 and not isinstance(latency_ms, (pa.Array, pa.ChunkedArray)):
@@ -286,6 +328,8 @@ def coerce_latency(latency_ms: Any, n: int, field: str = "latency_ms") -> pa.Arr
             raise InputError(field, f"{latency_ms!r} is not a number", "give milliseconds") from exc
         if value < 0:
             raise InputError(field, f"is negative ({value})", "give milliseconds >= 0")
+        if np.isinf(value):
+            raise InputError(field, "is infinite", "give a finite number of milliseconds")
         if np.isnan(value):
             return pa.nulls(n, pa.float64())
         return pa.array(np.full(n, value, dtype=np.float64))
@@ -303,6 +347,13 @@ def coerce_latency(latency_ms: Any, n: int, field: str = "latency_ms") -> pa.Arr
         row = _first(negative)
         raise InputError(
             field, f"negative ({values[row]}) at index {row}", "give milliseconds >= 0"
+        )
+    infinite = np.isinf(values)
+    if infinite.any():
+        raise InputError(
+            field,
+            f"infinite at index {_first(infinite)}",
+            "give a finite number of milliseconds (or NaN/None when unknown)",
         )
     return pa.array(values, mask=nan if nan.any() else None)
 
@@ -449,10 +500,9 @@ def map_to_classes(
         unseen = values if index is None else pc.filter(values, pc.is_null(index))
         fresh = pc.unique(unseen)
         try:
-            fresh = pc.sort_indices(fresh).to_numpy()
-            fresh_values = pc.take(pc.unique(unseen), pa.array(fresh)).to_pylist()
+            fresh_values = pc.take(fresh, pc.sort_indices(fresh)).to_pylist()
         except pa.ArrowNotImplementedError:
-            fresh_values = pc.unique(unseen).to_pylist()
+            fresh_values = fresh.to_pylist()
         known = known + tuple(fresh_values)
         value_set = pa.array(list(known), type=values.type)
         index = pc.index_in(values, value_set=value_set)
@@ -461,13 +511,15 @@ def map_to_classes(
 
 
 def _kind(t: pa.DataType) -> str:
+    # Values come through `to_arrow_1d` (no large_string or string_view) and classes
+    # through ``pa.array`` of Python values (the same).
     if pa.types.is_boolean(t):
         return "bool"
     if pa.types.is_integer(t):
         return "int"
     if pa.types.is_floating(t):
         return "float"
-    if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t):
+    if pa.types.is_string(t):
         return "str"
     return str(t)
 
@@ -522,10 +574,10 @@ _FEATURE_TYPES = ("float", "int", "bool", "string", "timestamp")
 
 
 def _normalise_feature(array: pa.Array, name: str) -> tuple[pa.Array, str]:
+    """A feature column (from `to_arrow_1d`: no dictionary, large_string or
+    string_view) in its canonical type."""
     field = f"features[{name!r}]"
     kind = array.type
-    if pa.types.is_dictionary(kind):
-        return _normalise_feature(array.dictionary_decode(), name)
     if pa.types.is_floating(kind) or pa.types.is_decimal(kind):
         return array.cast(pa.float64()), "float"
     if pa.types.is_integer(kind):
@@ -535,12 +587,10 @@ def _normalise_feature(array: pa.Array, name: str) -> tuple[pa.Array, str]:
             return array.cast(pa.float64()), "float"
     if pa.types.is_boolean(kind):
         return array, "bool"
-    if pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_string_view(kind):
-        return array.cast(pa.string()), "string"
+    if pa.types.is_string(kind):
+        return array, "string"
     if pa.types.is_timestamp(kind) or pa.types.is_date(kind):
-        out = pc.cast(array, pa.timestamp("us"), safe=False) if pa.types.is_date(kind) else array
-        out = pc.cast(out, pa.timestamp("us", tz=out.type.tz), safe=False)
-        return out.cast(TIMESTAMP), "timestamp"
+        return _times_to_utc_us(array), "timestamp"
     if pa.types.is_null(kind):
         return array.cast(pa.float64()), "float"
     raise InputError(field, f"has type {kind}", "give numbers, booleans, strings or times")
@@ -637,10 +687,8 @@ def coerce_features(
 def _whole_floats_to_int(array: pa.Array, name: str) -> pa.Array:
     """Floats of an int feature (pandas makes an int column with NaN float) as int64:
     NaN and nulls become null; a value that is not a whole number raises."""
-    values = array.to_numpy(zero_copy_only=False).astype(np.float64)
+    values = float_values(array)
     missing = np.isnan(values)
-    if array.null_count:
-        missing |= ~np.asarray(pc.is_valid(array).to_numpy(zero_copy_only=False), dtype=bool)
     ok = missing | ((values == np.round(values)) & (np.abs(values) < 2.0**63))
     if not ok.all():
         row = _first(~ok)

@@ -21,13 +21,16 @@ from tunelens.errors import InputError
 from tunelens.monitor._inputs import (
     check_score_columns,
     coerce_batch_size,
+    coerce_classes,
     coerce_features,
     coerce_ids,
     coerce_latency,
     coerce_scores,
     coerce_timestamps,
+    float_values,
     map_to_classes,
     new_ids,
+    regression_values,
     to_arrow_1d,
 )
 from tunelens.monitor._resources import ResourceSampler
@@ -116,18 +119,10 @@ class Monitor:
         self._new_version = "1"
         self._new_features: dict[str, str] = {}
         self._new_flops: float | None = None
-        self._classes: tuple[Any, ...] | None = None
-        if classes is not None:
-            try:
-                self._classes = tuple(pa.array(list(classes)).to_pylist())
-            except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError) as exc:
-                raise InputError(
-                    "classes", f"cannot be read ({exc})", "give labels of one type"
-                ) from exc
-            if len(set(self._classes)) != len(self._classes):
-                raise InputError("classes", "has duplicates", "give each class once")
+        self._classes = None if classes is None else coerce_classes(classes)
+        self._record: ModelRecord | None = None
         try:
-            self._record = self._register(version, features, flops_per_prediction)
+            self._register(version, features, flops_per_prediction)
             if resources:
                 self._sampler = ResourceSampler(
                     model, self._write_resources, interval_s=resource_interval_s
@@ -145,7 +140,9 @@ class Monitor:
         version: str | None,
         features: Mapping[str, str] | None,
         flops: float | None,
-    ) -> ModelRecord | None:
+    ) -> None:
+        """Set `record` from the store, updated with what was given (new models are
+        written once the task is known)."""
         existing = self.store.get_model(self.model)
         if existing is not None:
             if self._task is not None and self._task != existing.task:
@@ -168,23 +165,17 @@ class Monitor:
             given = self._classes or ()
             if len(given) > len(known) and given[: len(known)] == known:
                 changes["classes"] = given
-            return self.store.put_model(existing.evolve(**changes)) if changes else existing
+            self._record = self.store.put_model(existing.evolve(**changes)) if changes else existing
+            return
         self._new_version = version or "1"
         self._new_features = dict(features or {})
         self._new_flops = None if flops is None else float(flops)
         if self._task is None:
-            return None  # inferred from the first batch
+            return  # inferred from the first batch
         classes = self._classes or ()
         self._check_classes(self._task, classes, "classes")
-        return self.store.put_model(
-            ModelRecord(
-                self.model,
-                self._task,  # type: ignore[arg-type]
-                version=self._new_version,
-                classes=classes,
-                features=self._new_features,  # type: ignore[arg-type]
-                flops_per_prediction=self._new_flops,
-            )
+        self._update_record(
+            self._task, classes, self._new_version, self._new_features, self._new_flops
         )
 
     @staticmethod
@@ -322,7 +313,7 @@ class Monitor:
             task, classes, version, known, flops = self._resolve(pred, score_array)
             columns: dict[str, pa.Array] = {"id": id_array, "timestamp": stamps}
             if task == "regression":
-                columns["prediction"] = self._regression_values(pred, "predictions")
+                columns["prediction"] = regression_values(pred, "predictions")
                 if score_array is not None:
                     raise InputError("scores", "given for a regression model", "drop scores=")
             else:
@@ -375,31 +366,15 @@ class Monitor:
             if record is not None and record.task == "regression":
                 return
             try:
-                seeded = tuple(pa.array(list(classes)).to_pylist())
-            except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError):
+                seeded = coerce_classes(classes)
+            except InputError:
                 return
-            if len(seeded) < 2 or len(set(seeded)) != len(seeded):
+            if len(seeded) < 2:
                 return
             if record is None:
                 self._classes = seeded
             else:
                 self._record = self.store.put_model(record.evolve(classes=seeded))
-
-    @staticmethod
-    def _regression_values(values: pa.Array, field: str) -> pa.Array:
-        if not (pa.types.is_floating(values.type) or pa.types.is_integer(values.type)):
-            raise InputError(
-                field, f"has type {values.type}", "give numbers for a regression model"
-            )
-        if values.null_count:
-            row = int(np.flatnonzero(~pc.is_valid(values).to_numpy(zero_copy_only=False))[0])
-            raise InputError(field, f"missing at index {row}", "give a value for every row")
-        out = values.cast(pa.float64()).to_numpy(zero_copy_only=False)
-        bad = ~np.isfinite(out)
-        if bad.any():
-            row = int(np.flatnonzero(bad)[0])
-            raise InputError(field, f"{out[row]} at index {row}", "give finite numbers")
-        return pa.array(out)
 
     @staticmethod
     def _score_columns(
@@ -462,7 +437,7 @@ class Monitor:
                     "log predictions first, or pass task= to Monitor",
                 )
             if record.task == "regression":
-                label = self._regression_values(values, "labels")
+                label = regression_values(values, "labels")
             else:
                 index, classes = map_to_classes(values, record.classes, "labels")
                 self._check_classes(record.task, classes, "labels")
@@ -545,21 +520,35 @@ class Monitor:
             columns += [f"score_{k}" for k in range(len(record.classes))]
         return columns
 
-    def _accumulate(
+    def _begin_read(
         self, window: Any, since: Any, until: Any
-    ) -> tuple[int, list[tuple[int, Any]], datetime | None, datetime | None]:
-        """Scan once and build the accumulator of every window holding rows."""
-        from tunelens.monitor._states import WindowAccumulator
-
+    ) -> tuple[int, datetime | None, datetime | None]:
+        """Parse a read's window and range, then write what is pending."""
         window_s = parse_window(window)
         lo, hi = to_utc(since, "since"), to_utc(until, "until")
         if lo is not None and hi is not None and hi <= lo:
             raise InputError("until", f"({hi}) is not after since ({lo})", "give until > since")
         self._check_open()
         self.flush()
+        return window_s, lo, hi
+
+    def _accumulate(
+        self, window: Any, since: Any, until: Any
+    ) -> tuple[int, list[tuple[int, Any]], datetime | None, datetime | None]:
+        """Scan once and build the accumulator of every window holding rows."""
+        window_s, lo, hi = self._begin_read(window, since, until)
         record = self._refresh_record()
         if record is None:
             return window_s, [], lo, hi
+        return window_s, self._scan_windows(window_s, lo, hi, record), lo, hi
+
+    def _scan_windows(
+        self, window_s: int, lo: datetime | None, hi: datetime | None, record: ModelRecord
+    ) -> list[tuple[int, Any]]:
+        """The accumulator of every window holding rows in ``[lo, hi)``, from one scan
+        (resources included); no validation, no flush."""
+        from tunelens.monitor._states import WindowAccumulator
+
         table = self.store.scan(self.model, since=lo, until=hi, columns=self._scan_columns(record))
         n_classes = len(record.classes)
         ts = _column(table, "timestamp").cast(pa.int64()).to_numpy()
@@ -584,6 +573,8 @@ class Monitor:
             )
         if scores is not None and np.isnan(scores).all():
             scores = None
+        if record.task != "regression":
+            _check_class_indices(prediction, label, labelled, n_classes)
         seq = pc.fill_null(_column(table, "label_seq"), -1).to_numpy(zero_copy_only=False)
         out: list[tuple[int, Any]] = []
         for i, start in enumerate(starts.tolist()):
@@ -600,7 +591,7 @@ class Monitor:
             )
             out.append((start, acc))
         self._add_resources(out, window_s, lo, hi)
-        return window_s, out, lo, hi
+        return out
 
     def _add_resources(
         self,
@@ -655,7 +646,7 @@ class Monitor:
         window_s, windows, lo, hi = self._accumulate(window, since, until)
         record = self._record
         task = record.task if record is not None else (self._task or "binary")
-        flops = None if record is None else record.flops_per_prediction
+        flops = _flops(record)
         columns = metric_columns(task)
         rows = [acc.values(flops) for _, acc in windows]
         index = pd.DatetimeIndex(
@@ -710,15 +701,19 @@ class Monitor:
         """
         from tunelens.monitor._states import WindowAccumulator
 
+        record = self._refresh_record()
         return self._merge_accumulators(
-            [WindowAccumulator.from_states(ws.states) for ws in window_states]
+            [WindowAccumulator.from_states(ws.states) for ws in window_states],
+            record,
+            _flops(record),
         )
 
-    def _merge_accumulators(self, accumulators: Sequence[Any]) -> dict[str, float]:
+    @staticmethod
+    def _merge_accumulators(
+        accumulators: Sequence[Any], record: ModelRecord | None, flops: float | None
+    ) -> dict[str, float]:
         from tunelens.monitor._states import metric_columns
 
-        record = self._refresh_record()
-        flops = None if record is None else record.flops_per_prediction
         total: Any = None
         for acc in accumulators:
             if total is None:
@@ -744,7 +739,8 @@ class Monitor:
         is current: the store's `window_marks` (rows and latest label of each window)
         must equal the mark saved with the state. Windows that changed since (late
         labels, new predictions), were never stored (still open, or cut by
-        ``since``/``until``), are computed from one scan of their span, and the complete
+        ``since``/``until``), are computed again, one scan per run of adjacent such
+        windows (current windows between them are not rescanned), and the complete
         ones are stored again. Windows stored with fewer classes than the model has now
         are widened (the added classes get probability 0) before they are merged.
 
@@ -758,14 +754,12 @@ class Monitor:
         """
         from tunelens.monitor._states import WindowAccumulator
 
-        window_s = parse_window(window)
-        lo, hi = to_utc(since, "since"), to_utc(until, "until")
-        if lo is not None and hi is not None and hi <= lo:
-            raise InputError("until", f"({hi}) is not after since ({lo})", "give until > since")
-        self._check_open()
-        self.flush()
-        if self.store.get_model(self.model) is None:
-            return self._merge_accumulators([])
+        window_s, lo, hi = self._begin_read(window, since, until)
+        stored = self._stored_record()
+        record = self._record
+        flops = _flops(record)
+        if stored is None:
+            return self._merge_accumulators([], record, flops)
         marks = self.store.window_marks(self.model, window_s, since=lo, until=hi)
         current: list[Any] = []
         for ws in self.store.get_window_states(self.model, window_s, since=lo, until=hi):
@@ -773,27 +767,30 @@ class Monitor:
             if acc.mark is not None and marks.get(ws.start) == acc.mark:
                 current.append(acc)
                 del marks[ws.start]
-        if marks:  # windows to compute: one scan over their span
-            first, last = min(marks), max(marks)
+        width = timedelta(seconds=window_s)
+        for first, last in _runs(sorted(marks), width):  # one scan per run of stale windows
             span_lo = first if lo is None else max(first, lo)
-            end = last + timedelta(seconds=window_s)
-            span_hi = end if hi is None else min(end, hi)
-            _, windows, a, b = self._accumulate(window_s, span_lo, span_hi)
-            wanted = {int(start.timestamp() * 1_000_000) for start in marks}
-            fresh = [(start, acc) for start, acc in windows if start in wanted]
-            record = self._record
-            flops = None if record is None else record.flops_per_prediction
-            self._store_states(window_s, fresh, a, b, [acc.values(flops) for _, acc in fresh])
+            span_hi = last + width if hi is None else min(last + width, hi)
+            fresh = self._scan_windows(window_s, span_lo, span_hi, stored)
+            self._store_states(
+                window_s, fresh, span_lo, span_hi, [acc.values(flops) for _, acc in fresh]
+            )
             current += [acc for _, acc in fresh]
-        return self._merge_accumulators(current)
+        return self._merge_accumulators(current, stored, flops)
 
     # ------------------------------------------------------------------ lifecycle
 
-    def _refresh_record(self) -> ModelRecord | None:
+    def _stored_record(self) -> ModelRecord | None:
+        """The store's record of the model (None when it has none), kept as `record`."""
         with self._lock:
             stored = self.store.get_model(self.model)
             if stored is not None:
                 self._record = stored
+            return stored
+
+    def _refresh_record(self) -> ModelRecord | None:
+        with self._lock:
+            self._stored_record()
             return self._record
 
     def _write_resources(self, table: pa.Table) -> None:
@@ -838,6 +835,39 @@ class Monitor:
         return f"Monitor({self.model!r}, store={self.store.url!r}, task={task!r})"
 
 
+def _flops(record: ModelRecord | None) -> float | None:
+    return None if record is None else record.flops_per_prediction
+
+
+def _runs(starts: Sequence[datetime], width: timedelta) -> list[tuple[datetime, datetime]]:
+    """``(first, last)`` start of each run of adjacent windows in sorted ``starts``."""
+    runs: list[tuple[datetime, datetime]] = []
+    for start in starts:
+        if runs and start - runs[-1][1] == width:
+            runs[-1] = (runs[-1][0], start)
+        else:
+            runs.append((start, start))
+    return runs
+
+
+def _check_class_indices(
+    prediction: npt.NDArray[Any],
+    label: npt.NDArray[Any],
+    labelled: npt.NDArray[np.bool_],
+    n_classes: int,
+) -> None:
+    """Raise when a labelled row holds a class index the record (read before the scan)
+    does not know, e.g. a class a concurrent writer added since: the metric states,
+    updated without their own checks, would count it in the wrong cell."""
+    for name, values in (("true_idx", label), ("pred_idx", prediction)):
+        top = int(np.max(values, where=labelled, initial=-1))
+        if top >= n_classes:
+            raise ValueError(
+                f"`{name}` must hold class indices in 0..{n_classes - 1} "
+                f"(n_classes={n_classes}), got {top}"
+            )
+
+
 def _column(table: pa.Table, name: str) -> pa.Array:
     column = table.column(name)
     return column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
@@ -846,11 +876,8 @@ def _column(table: pa.Table, name: str) -> pa.Array:
 def _numpy(table: pa.Table, name: str, *, float_: bool = False) -> npt.NDArray[Any]:
     column = _column(table, name)
     if float_:
-        column = column.cast(pa.float64())
-    values = column.to_numpy(zero_copy_only=False)
-    if float_ and column.null_count:
-        values = np.where(pc.is_valid(column).to_numpy(zero_copy_only=False), values, np.nan)
-    return np.asarray(values)
+        return float_values(column)
+    return np.asarray(column.to_numpy(zero_copy_only=False))
 
 
 class WrappedPredict:

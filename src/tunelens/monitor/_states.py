@@ -8,10 +8,8 @@ beside the values, so any longer range re-aggregates exactly by merging.
 
 from __future__ import annotations
 
-import base64
 import math
 import warnings
-import zlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -149,6 +147,11 @@ class WindowAccumulator:
     ) -> None:
         """Add one window's rows (contiguous slices of the scanned columns).
 
+        The monitor validated every value at log time (class indices, finite values,
+        scores in [0, 1] whose rows sum to 1 within its tolerance), so the metric states
+        skip their own checks; only the latency sketch keeps its finiteness check, as
+        an infinite latency is accepted at log time.
+
         Args:
             prediction: class indices or regression values.
             label: labels (class indices or values); only rows where ``labelled``.
@@ -175,10 +178,10 @@ class WindowAccumulator:
             prediction, label = prediction[labelled], label[labelled]
             scores = None if scores is None else scores[labelled]
         if self.task == "regression":
-            self.states["regression"].update(label, prediction)
+            self.states["regression"].update(label, prediction, validate=False)
             return
         true_idx = label.astype(np.int64, copy=False)
-        self.states["confusion"].update_codes(true_idx, prediction, self.n_classes)
+        self.states["confusion"].update_codes(true_idx, prediction, self.n_classes, validate=False)
         if scores is None:
             return
         if scores.ndim == 1:
@@ -196,14 +199,16 @@ class WindowAccumulator:
             return
         if self.task == "binary":
             positive = true_idx == 1
-            self.states["ranking"].update(positive, scores)
-            self.states["proba"].update(true_idx, scores)
-            self.states["calibration"].update(positive, scores)
+            self.states["ranking"].update(positive, scores, validate=False)
+            self.states["proba"].update(true_idx, scores, validate=False)
+            self.states["calibration"].update(positive, scores, validate=False)
         else:
-            self.states["ranking"].update(true_idx, scores)
-            self.states["proba"].update(true_idx, scores)
+            self.states["ranking"].update(true_idx, scores, validate=False)
+            self.states["proba"].update(true_idx, scores, validate=False)
             top = np.argmax(scores, axis=1)
-            self.states["calibration"].update(top == true_idx, scores[np.arange(len(top)), top])
+            self.states["calibration"].update(
+                top == true_idx, scores[np.arange(len(top)), top], validate=False
+            )
 
     def add_resources(
         self,
@@ -316,7 +321,9 @@ class WindowAccumulator:
 
     def to_states(self) -> dict[str, Any]:
         """JSON-safe states: ``{name: state.to_dict()}`` plus a ``counts`` dict."""
-        states: dict[str, Any] = {name: _pack(s.to_dict()) for name, s in self.states.items()}
+        # Arrays over 768 bytes are deflated under ``zdata`` by the states themselves
+        # (a window's ROC histogram is thousands of mostly-empty bins).
+        states: dict[str, Any] = {name: s.to_dict() for name, s in self.states.items()}
         states["counts"] = {k: (None if math.isnan(v) else v) for k, v in self.counts.items()}
         states["task"] = self.task
         states["n_classes"] = self.n_classes
@@ -334,43 +341,9 @@ class WindowAccumulator:
         for key, value in states["counts"].items():
             acc.counts[key] = NAN if value is None else float(value)
         acc.states = {
-            name: state_from_dict(_unpack(d))
+            name: state_from_dict(d)
             for name, d in states.items()
             if name not in ("counts", "task", "n_classes", "mark")
         }
         acc.mark = None if states.get("mark") is None else tuple(states["mark"])
         return acc
-
-
-_PACK_OVER = 1024  # base64 characters; smaller arrays stay as they are
-
-
-def _pack(obj: Any) -> Any:
-    """Deflate the large base64 arrays of a state dict (mostly-empty histograms).
-
-    A window's ROC histogram is thousands of bins of which few are filled; deflated it
-    is a few hundred bytes instead of ~90 kB, so thousands of short windows stay cheap.
-    """
-    if isinstance(obj, dict):
-        data = obj.get("data")
-        if isinstance(data, str) and len(data) > _PACK_OVER and "dtype" in obj:
-            packed = zlib.compress(base64.b64decode(data), 1)
-            rest = {k: v for k, v in obj.items() if k != "data"}
-            return rest | {"zdata": base64.b64encode(packed).decode("ascii")}
-        return {k: _pack(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_pack(v) for v in obj]
-    return obj
-
-
-def _unpack(obj: Any) -> Any:
-    """Inverse of `_pack`."""
-    if isinstance(obj, dict):
-        if "zdata" in obj:
-            raw = zlib.decompress(base64.b64decode(obj["zdata"]))
-            rest = {k: v for k, v in obj.items() if k != "zdata"}
-            return rest | {"data": base64.b64encode(raw).decode("ascii")}
-        return {k: _unpack(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_unpack(v) for v in obj]
-    return obj
