@@ -229,14 +229,25 @@ def _parse_when(value: str | None, flag: str) -> datetime | None:
         ) from None
 
 
-def _labels(batch: Batch, column: str) -> tuple[Any, Any]:
-    """(mask of rows that have a label, the labels of those rows)."""
+def _known(values: Any) -> Any:
+    """Mask of the values that hold a label (not null, not NaN)."""
     import numpy as np
+    import pyarrow as pa
     import pyarrow.compute as pc
 
+    known = pc.is_valid(values)
+    if pa.types.is_floating(values.type):
+        known = pc.and_(known, pc.invert(pc.is_nan(values)))
+    return np.asarray(known.to_numpy(zero_copy_only=False), dtype=bool)
+
+
+def _labels(batch: Batch, column: str) -> tuple[Any, Any]:
+    """(mask of rows that have a label, the labels of those rows)."""
+    import pyarrow as pa
+
     values = batch.table.column(column)
-    present = np.asarray(pc.is_valid(values).to_numpy(zero_copy_only=False), dtype=bool)
-    return present, values.drop_null()
+    present = _known(values)
+    return present, values.filter(pa.array(present))
 
 
 # --------------------------------------------------------------------------- log
@@ -412,23 +423,27 @@ def _log_file(
                     if latency
                     else None
                 )
-                accepted += monitor.log(
-                    ids,
-                    batch.table.select(feature_names),
-                    batch.table.column(prediction),
-                    scores=score_values,
-                    latency_ms=latency_values,
-                    timestamps=_timestamps(batch, timestamp),
-                )
-                if target is not None:
-                    present, labels = _labels(batch, target)
-                    unlabelled += int((~present).sum())
-                    if len(labels):
-                        kept_ids = [ident for ident, ok in zip(ids, present, strict=True) if ok]
-                        positions = np.flatnonzero(present)
-                        got, hit = monitor.log_labels(kept_ids, labels)
-                        labelled += got
-                        matched += hit
+                columns_in = {
+                    "ids": ids,
+                    "features": batch.table.select(feature_names),
+                    "predictions": batch.table.column(prediction),
+                    "scores": score_values,
+                    "latency_ms": latency_values,
+                    "timestamps": _timestamps(batch, timestamp),
+                }
+                if target is None:
+                    accepted += monitor.log(**columns_in)
+                else:
+                    # Predictions and labels of a batch are validated together and
+                    # written together: a bad target leaves no unlabelled rows behind.
+                    target_values = batch.table.column(target)
+                    known = _known(target_values)
+                    unlabelled += int((~known).sum())
+                    positions = np.flatnonzero(known)
+                    rows, got, hit = monitor.log_with_labels(labels=target_values, **columns_in)
+                    accepted += rows
+                    labelled += got
+                    matched += hit
                 advance_to(batch.done)
         except (InputError, ValueError) as exc:
             total = done[0] + accepted
@@ -449,9 +464,12 @@ def _file_rows(message: str, first_row: int, positions: Any = None) -> str:
     (rows without a label); data rows are 1-based, the CSV header not counted.
     """
 
+    # Only label errors index the rows that hold a label; the rest index the batch.
+    mapped = positions is not None and message.startswith("labels")
+
     def row(match: re.Match[str]) -> str:
         index = int(match.group(1))
-        if positions is not None and index < len(positions):
+        if mapped and index < len(positions):
             index = int(positions[index])
         return f"at row {first_row + index:,}"
 
@@ -565,9 +583,6 @@ def metrics_command(
             monitor.close()
     finally:
         st.close()
-    if as_json:
-        sys.stdout.write(json.dumps(frame_records(frame), allow_nan=False) + "\n")
-        return
     from tunelens.io import split_names
 
     frame = flat_frame(frame)
@@ -580,6 +595,11 @@ def metrics_command(
                 "not a metric",
                 f"available: {', '.join(map(str, frame.columns))}",
             )
+    if as_json:
+        if chosen is not None:  # window_start always leads each object
+            frame = frame[["window_start", *(c for c in chosen if c != "window_start")]]
+        sys.stdout.write(json.dumps(frame_records(frame), allow_nan=False) + "\n")
+        return
     stdout_console().print(
         metrics_table(frame, columns=chosen, title=f"{model} — windows of {window}")
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -342,3 +343,36 @@ def test_errors_name_the_file_row(cli: Invoke, tmp_path: Path, frame: pd.DataFra
     assert "at row 251" in line and "index" not in line
     assert "200 rows accepted before this error" in line
     assert _counts(store) == (200, 0)
+
+
+def test_a_bad_target_writes_nothing_of_its_batch(
+    cli: Invoke, tmp_path: Path, frame: pd.DataFrame
+) -> None:
+    frame = frame.copy()
+    frame["label"] = frame["label"].astype(str)
+    frame.loc[199, "label"] = "x"  # data row 200, in the fourth batch of 64
+    source = tmp_path / "p.csv"
+    frame.drop(columns=["ts"]).to_csv(source, index=False)
+    store = tmp_path / "s.duckdb"
+    result = cli("log", "--store", store, *LOG, source, "--target", "label", "--batch-rows", "64")
+    assert result.code == 2
+    line = _one_error_line(result)
+    assert "'x'" in line and "at row 200" in line
+    assert "192 rows accepted before this error, 192 labels" in line
+    assert _counts(store) == (192, 192)  # whole batches only: no unlabelled rows left
+
+
+def test_metrics_json_keeps_only_the_asked_columns(
+    cli: Invoke, tmp_path: Path, csv_file: Path
+) -> None:
+    store = tmp_path / "s.duckdb"
+    assert cli("log", "--store", store, *LOG, csv_file, "--target", "label").code == 0
+    result = cli(
+        "metrics", "--store", store, "--model", "m", "--json", "--columns", "rows,accuracy"
+    )
+    assert result.code == 0, result.err
+    rows = json.loads(result.out)
+    assert rows and all(list(row) == ["window_start", "rows", "accuracy"] for row in rows)
+    bad = cli("metrics", "--store", store, "--model", "m", "--json", "--columns", "nope")
+    assert bad.code == 2
+    assert "--columns nope" in _one_error_line(bad)

@@ -447,3 +447,27 @@ def test_a_class_index_beyond_the_record_read_before_the_scan_raises(store: Stor
     with pytest.raises(ValueError, match=r"class indices in 0\.\.1"):
         mon._scan_windows(3600, None, None, stale)
     assert len(mon._scan_windows(3600, None, None, record)) == 1
+
+
+def test_log_with_labels_is_all_or_nothing(store: Store) -> None:
+    mon = Monitor("both", store, resources=False, task="binary", classes=[0, 1])
+    rows, got, hit = mon.log_with_labels(
+        [1, 2, 3], None, [0, 1, 1], [0, None, 1], scores=[0.2, 0.7, 0.9]
+    )
+    assert (rows, got, hit) == (3, 2, 2)
+    assert store.scan("both")["label"].to_pylist() == [0, None, 1]
+    with pytest.raises(InputError, match=r"labels: 'x' \(str\) at index 1"):
+        mon.log_with_labels([4, 5, 6], None, [0, 1, 1], ["0", None, "x"])
+    assert store.count("both") == (3, 2)  # the bad call wrote neither rows nor labels
+    with pytest.raises(InputError, match="labels: has 2 rows"):
+        mon.log_with_labels([7, 8, 9], None, [0, 1, 1], [0, 1])
+    assert store.count("both") == (3, 2)
+
+
+def test_text_labels_of_whole_numbers_map_to_int_classes(store: Store) -> None:
+    mon = Monitor("text", store, resources=False, task="binary", classes=[0, 1])
+    mon.log([1, 2], None, [0, 1])
+    assert mon.log_labels([1, 2], ["1.0", "0"]) == (2, 2)  # how a CSV may spell them
+    assert store.scan("text")["label"].to_pylist() == [1, 0]
+    with pytest.raises(InputError, match=r"'0\.5' \(str\) at index 1"):
+        mon.log_labels([1, 2], ["1.0", "0.5"])

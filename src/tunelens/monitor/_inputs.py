@@ -555,6 +555,8 @@ def _cast_to_classes(
             converted = None
             numbers = pd.to_numeric(values.to_pandas(), errors="coerce").to_numpy(np.float64)
             bad = np.isnan(numbers) | (numbers != np.round(numbers))
+            if want == "int" and not bad.any():  # "1.0" for class 1
+                converted = pa.array(numbers.astype(np.int64)).cast(value_set.type)
         if converted is not None:
             known_mask = pc.is_in(converted, value_set=value_set).to_numpy(zero_copy_only=False)
             if known_mask.all():

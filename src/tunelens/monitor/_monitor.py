@@ -411,6 +411,57 @@ class Monitor:
             out.update({f"score_{k}": zeros for k in range(cols.shape[0], len(classes))})
         return out
 
+    def log_with_labels(
+        self,
+        ids: Any,
+        features: Any,
+        predictions: Any,
+        labels: Any,
+        scores: Any = None,
+        latency_ms: Any = None,
+        timestamps: Any = None,
+        *,
+        batch_size: Any = None,
+    ) -> tuple[int, int, int]:
+        """Log predictions and, where known, their true labels, all or nothing.
+
+        For tables that hold the target beside the prediction (a backfill, an offline
+        evaluation). Both are validated before either is written, so bad labels never
+        leave their predictions behind.
+
+        Args:
+            ids, features, predictions, scores, latency_ms, timestamps, batch_size: as
+                `log`.
+            labels: one per row; None or NaN where the label is not known (not logged).
+
+        Returns:
+            ``(rows, labels accepted, labels matched)``.
+
+        Raises:
+            InputError: as `log` and `log_labels`; nothing is written.
+        """
+        table = self._prepare(
+            ids, features, predictions, scores, latency_ms, timestamps, batch_size, False
+        )
+        values = to_arrow_1d(labels, "labels")
+        if len(values) != table.num_rows:
+            raise InputError(
+                "labels",
+                f"has {len(values)} rows but predictions have {table.num_rows}",
+                "give one label (or None) per prediction",
+            )
+        known = pc.is_valid(values)
+        if pa.types.is_floating(values.type):
+            known = pc.and_(known, pc.invert(pc.is_nan(values)))
+        label_table = self._prepare_labels(
+            pc.filter(table.column("id"), known), pc.filter(values, known), None
+        )
+        rows = self.store.append_predictions(self.model, table)
+        if label_table.num_rows == 0:
+            return rows, 0, 0
+        accepted, matched = self.store.append_labels(self.model, label_table)
+        return rows, accepted, matched
+
     def log_labels(self, ids: Any, labels: Any, timestamps: Any = None) -> tuple[int, int]:
         """Log true labels, joined to predictions by id (they may arrive in any order).
 
@@ -423,6 +474,12 @@ class Monitor:
         Returns:
             ``(accepted, matched)``: rows written, and how many match a logged prediction.
         """
+        table = self._prepare_labels(ids, labels, timestamps)
+        return self.store.append_labels(self.model, table)
+
+    def _prepare_labels(self, ids: Any, labels: Any, timestamps: Any) -> pa.Table:
+        """Validate labels and build their canonical table (extending the classes with
+        new ones); writes no label."""
         self._check_open()
         values = to_arrow_1d(labels, "labels")
         n = len(values)
@@ -444,8 +501,7 @@ class Monitor:
                 if classes != tuple(record.classes):
                     self._record = self.store.put_model(record.evolve(classes=classes))
                 label = pa.array(index)
-            table = pa.table({"id": id_array, "label": label, "timestamp": stamps})
-            return self.store.append_labels(self.model, table)
+            return pa.table({"id": id_array, "label": label, "timestamp": stamps})
 
     def wrap(
         self,
