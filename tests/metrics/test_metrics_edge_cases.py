@@ -42,8 +42,62 @@ def test_roc_auc_one_class_is_nan_like_sklearn() -> None:
     _nan_with_warning(tm.roc_auc_score, [0, 0], [0.1, 0.2])
 
 
-def test_average_precision_without_positives_is_nan() -> None:
-    _nan_with_warning(tm.average_precision_score, [0, 0, 0], [0.1, 0.5, 0.7])
+def test_average_precision_without_positives_is_zero_like_sklearn() -> None:
+    y, s = [0, 0, 0], [0.1, 0.5, 0.7]
+    with pytest.warns(UserWarning, match="No positive class found") as ours:
+        got = tm.average_precision_score(y, s)
+    with pytest.warns(UserWarning, match="No positive class found") as theirs:
+        expected = skm.average_precision_score(y, s)
+    assert got == expected == 0.0
+    assert str(ours[0].message) == str(theirs[0].message)
+    for mode in ("exact", "streaming"):  # the state keeps NaN (monitor windows)
+        st = tm.BinaryRankingState(mode=mode)  # type: ignore[arg-type]
+        st.update(np.array(y), np.array(s))
+        with pytest.warns(tm.UndefinedMetricWarning):
+            assert math.isnan(st.average_precision())
+
+
+@pytest.mark.parametrize("average", ["macro", "weighted"])
+def test_average_precision_class_of_zero_weight_counts_as_zero(average: str) -> None:
+    y = [1, 2, 2, 0, 0]
+    p = np.array(
+        [[0.6, 0.2, 0.2], [0.4, 0.2, 0.4], [0, 0.5, 0.5], [0.25, 0.5, 0.25], [0.5, 0, 0.5]]
+    )
+    w = [1, 0, 0, 2, 0]
+    with pytest.warns(UserWarning):
+        got = tm.average_precision_score(y, p, sample_weight=w, average=average)  # type: ignore[arg-type]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        expected = skm.average_precision_score(y, p, sample_weight=w, average=average)
+    assert got == pytest.approx(expected, abs=1e-12)
+    if average == "macro":
+        assert got == pytest.approx(1 / 3)
+    st = tm.MulticlassRankingState(3)
+    st.update([1, 2, 2, 0, 0], p, w)
+    with pytest.warns(tm.UndefinedMetricWarning):
+        assert st.compute()["pr_auc"] == pytest.approx(0.5)  # the state skips the class
+
+
+def test_classification_metrics_follows_sklearn_defaults() -> None:
+    with pytest.warns(tm.UndefinedMetricWarning, match="zero division"):
+        m = tm.classification_metrics([0, 0, 1], [0, 0, 0], [0.1, 0.2, 0.3])
+    assert m["precision"] == 0.0
+    with pytest.warns(tm.UndefinedMetricWarning, match="zero division"):
+        m = tm.classification_metrics([0, 0, 1, 2], [0, 0, 0, 2])
+    assert m["precision_macro"] == pytest.approx(
+        skm.precision_score([0, 0, 1, 2], [0, 0, 0, 2], average="macro", zero_division=0)
+    )
+    assert m["precision_weighted"] == pytest.approx(0.5833333333333333)
+    assert m["precision_micro"] == 0.75
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        m = tm.classification_metrics([0, 0, 1, 2], [0, 0, 0, 2], zero_division=1)
+    assert m["precision_macro"] == pytest.approx(0.8888888888888888)
+    with pytest.warns(tm.UndefinedMetricWarning):
+        m = tm.classification_metrics([0, 0, 1, 2], [0, 0, 0, 2], zero_division=np.nan)
+    assert m["precision_macro"] == pytest.approx(0.8333333333333333)  # NaN skipped, as sklearn
+    with pytest.raises(ValueError, match="zero_division"):
+        tm.classification_metrics([0, 1], [0, 1], zero_division=0.5)
 
 
 def test_average_precision_without_negatives_is_one() -> None:

@@ -50,6 +50,7 @@ PARAMS = [
 # libraries warn there; tests/metrics/test_sklearn_defaults.py checks the warnings.
 @pytest.mark.filterwarnings("ignore::tunelens.metrics.UndefinedMetricWarning")
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.UndefinedMetricWarning")
+@pytest.mark.filterwarnings("ignore:No positive class found in y_true")
 @pytest.mark.parametrize(("case", "setting"), PARAMS)
 def test_metric_equals_oracle(case: MetricCase, setting: tuple[str, str | None, bool]) -> None:
     task, weights, strings = setting

@@ -14,6 +14,9 @@ from tunelens.metrics import BinaryRankingState, MulticlassRankingState, roc_auc
 
 N = 1_000_000
 CASES = ("rare_low_scores", "near_one", "well_separated", "uniform", "default_logistic")
+# cases that need the default (mixed) scale at the default bin count
+TIGHT_CASES = ("clustered_0.01", "clustered_0.003", "clustered_0.001", "log_uniform")
+ALL_CASES = CASES + TIGHT_CASES
 
 
 def _sigmoid(x: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
@@ -22,8 +25,16 @@ def _sigmoid(x: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
 
 @functools.cache
 def _binary_case(name: str) -> tuple[Any, Any, float, float]:
-    rng = np.random.default_rng(CASES.index(name))
-    if name == "rare_low_scores":  # 0.2% positives, scores around 1e-5
+    rng = np.random.default_rng(ALL_CASES.index(name))
+    if name.startswith("clustered_"):  # 0.5 + sd * N(0, 1), positives shifted by sd / 2
+        sd = float(name.split("_")[1])
+        y = rng.random(N) < 0.5
+        s = np.clip(0.5 + sd * (rng.standard_normal(N) + 0.5 * y), 0.0, 1.0)
+    elif name == "log_uniform":  # scores log-uniform over 1e-12..0.1, P(y) grows with log(s)
+        e = rng.uniform(-12.0, -1.0, N)
+        s = 10.0**e
+        y = rng.random(N) < 0.05 * (e + 12.0) / 11.0
+    elif name == "rare_low_scores":  # 0.2% positives, scores around 1e-5
         y = rng.random(N) < 0.002
         s = _sigmoid(-12 + 4 * y + 2 * rng.standard_normal(N))
     elif name == "near_one":  # everything above 0.99
@@ -42,18 +53,68 @@ def _binary_case(name: str) -> tuple[Any, Any, float, float]:
     return y, s, float(skm.roc_auc_score(y, s)), float(skm.average_precision_score(y, s))
 
 
+def _streamed(case: str, n_bins: int, scale: str = "mixed") -> tuple[BinaryRankingState, Any]:
+    y, s, auc, ap = _binary_case(case)
+    st = BinaryRankingState(mode="streaming", n_bins=n_bins, scale=scale)  # type: ignore[arg-type]
+    for chunk in np.array_split(np.arange(N), 5):
+        st.update(y[chunk], s[chunk])
+    return st, (auc, ap)
+
+
 @pytest.mark.parametrize("n_bins", [65536, 4096, 16384])
 @pytest.mark.parametrize("case", CASES)
 def test_streaming_auc_within_1e3_on_skewed_scores(case: str, n_bins: int) -> None:
-    y, s, auc, ap = _binary_case(case)
-    st = BinaryRankingState(mode="streaming", n_bins=n_bins)
-    for chunk in np.array_split(np.arange(N), 5):
-        st.update(y[chunk], s[chunk])
+    st, (auc, ap) = _streamed(case, n_bins)
+    assert st.scale == "mixed"  # the default
     err = abs(st.roc_auc() - auc)
     assert err <= 1e-3, (case, n_bins, err)
     assert err <= st.auc_error_bound() + 1e-12
     # average precision uses the bin edges as thresholds: a small bias, reported here
     assert abs(st.average_precision() - ap) <= 2e-3
+
+
+@pytest.mark.parametrize("case", TIGHT_CASES)
+def test_default_scale_and_bins_within_1e3_on_clustered_and_tiny_scores(case: str) -> None:
+    st = BinaryRankingState(mode="streaming")
+    y, s, auc, _ = _binary_case(case)
+    for chunk in np.array_split(np.arange(N), 5):
+        st.update(y[chunk], s[chunk])
+    err = abs(st.roc_auc() - auc)
+    assert err <= 1e-3, (case, err)
+    assert err <= st.auc_error_bound() + 1e-12
+
+
+@pytest.mark.parametrize("scale", ["mixed", "logit", "linear"])
+@pytest.mark.parametrize("n_bins", [4096, 65536])
+@pytest.mark.parametrize("case", ALL_CASES)
+def test_error_never_exceeds_the_bound(case: str, n_bins: int, scale: str) -> None:
+    st, (auc, _) = _streamed(case, n_bins, scale)
+    assert abs(st.roc_auc() - auc) <= st.auc_error_bound() + 1e-12
+
+
+@pytest.mark.parametrize("sd", ["0.01", "0.003"])
+def test_mixed_beats_logit_on_clustered_scores(sd: str) -> None:
+    mixed, (auc, _) = _streamed(f"clustered_{sd}", 4096)
+    logit, _ = _streamed(f"clustered_{sd}", 4096, "logit")
+    assert abs(mixed.roc_auc() - auc) * 5 < abs(logit.roc_auc() - auc)
+
+
+@pytest.mark.parametrize("n_bins", [1, 7, 4096, 65536])
+def test_mixed_edges_invert_the_map(n_bins: int) -> None:
+    from tunelens.metrics._ranking import _logit_bins, _mixed_edges, _mixed_map
+
+    edges = _mixed_edges(n_bins)
+    # non-decreasing: the few top bins that no double below 1 reaches share 1.0's edge
+    assert edges[0] == 0.0 and np.all(np.diff(edges) >= 0)
+    k = np.arange(1, n_bins)
+    inner = edges[1:] < 0.999  # above, the doubles themselves are coarser than the bins
+    assert np.all(np.diff(edges[edges < 0.999]) > 0)
+    np.testing.assert_allclose(_mixed_map(edges[1:][inner]), (k / n_bins)[inner], atol=1e-12)
+    # each edge is the smallest score binned at or above its bin
+    no = np.zeros(n_bins - 1, dtype=bool)
+    assert np.all(_logit_bins(edges[1:], no, n_bins, mixed=True) >= k)
+    assert np.all(_logit_bins(np.nextafter(edges[1:], 0.0), no, n_bins, mixed=True) < k)
+    assert _mixed_edges(n_bins) is edges  # cached
 
 
 def test_well_separated_case_is_near_0999() -> None:
@@ -66,12 +127,12 @@ def test_linear_scale_keeps_the_old_behaviour(case: str) -> None:
     lin = BinaryRankingState(mode="streaming", n_bins=4096, scale="linear")
     lin.update(y, s)
     assert abs(lin.roc_auc() - auc) <= lin.auc_error_bound() + 1e-12
-    assert abs(lin.roc_auc() - auc) > 1e-2  # why logit is the default
+    assert abs(lin.roc_auc() - auc) > 1e-2  # why linear is not the default
 
 
 def test_scale_round_trips_and_old_dicts_read_as_linear() -> None:
     y, s = np.array([0, 1, 0, 1]), np.array([0.1, 0.8, 0.3, 0.6])
-    for scale in ("logit", "linear"):
+    for scale in ("mixed", "logit", "linear"):
         st = BinaryRankingState(mode="streaming", n_bins=64, scale=scale)
         st.update(y, s)
         back = BinaryRankingState.from_dict(json.loads(json.dumps(st.to_dict())))
@@ -142,9 +203,12 @@ def test_streaming_multiclass_auc_within_1e3(case: str, n_bins: int) -> None:
     assert abs(got["pr_auc"] - ap) <= 2e-3
 
 
-def test_functional_streaming_uses_logit_by_default() -> None:
+def test_functional_streaming_uses_mixed_by_default() -> None:
     y, s, auc, _ = _binary_case("rare_low_scores")
     got = roc_auc_score(y, s, mode="streaming", n_bins=4096)
     assert abs(got - auc) <= 1e-3
     lin = roc_auc_score(y, s, mode="streaming", n_bins=4096, scale="linear")
     assert abs(lin - auc) > 1e-2
+    st = BinaryRankingState(mode="streaming", n_bins=4096)
+    st.update(y, s)
+    assert got == st.roc_auc()

@@ -17,6 +17,7 @@ from sklearn import metrics as skm
 from sklearn.linear_model import LogisticRegression
 
 from tunelens.errors import InputError
+from tunelens.metrics import MulticlassRankingState
 from tunelens.monitor import Monitor
 from tunelens.monitor._inputs import coerce_features, coerce_timestamps, map_to_classes
 from tunelens.monitor._states import WindowAccumulator, metric_columns
@@ -471,3 +472,23 @@ def test_text_labels_of_whole_numbers_map_to_int_classes(store: Store) -> None:
     assert store.scan("text")["label"].to_pylist() == [1, 0]
     with pytest.raises(InputError, match=r"'0\.5' \(str\) at index 1"):
         mon.log_labels([1, 2], ["1.0", "0.5"])
+
+
+def test_summary_recomputes_windows_stored_in_another_layout(store: Store) -> None:
+    rng = np.random.default_rng(5)
+    mon = Monitor("layout", store, resources=False)
+    for hour in range(3):
+        _log_hour(mon, rng, hour, 200, 1000 * hour)
+    mon.metrics("1h")
+    old = store.get_window_states("layout", 3600)
+    # as an older tunelens stored it: equal-width ranking bins, no layout key
+    state = old[1].states
+    state.pop("layout")
+    state["ranking"] = MulticlassRankingState(
+        n_classes=3, mode="streaming", n_bins=1024, scale="linear"
+    ).to_dict()
+    store.put_window_states([old[1]])
+    merged = mon.summary(DAY0, DAY0 + 3 * HOUR)  # would not merge: scales differ
+    one_pass = mon.metrics("1d").iloc[0]
+    assert merged["roc_auc"] == pytest.approx(one_pass["roc_auc"], rel=1e-9)
+    assert store.get_window_states("layout", 3600)[1].states["layout"] is not None

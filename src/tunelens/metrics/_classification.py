@@ -477,6 +477,19 @@ def error_rate(
     return safe_div(total - float(np.trace(s._cm)), total)
 
 
+def zero_division_value(zero_division: float | str) -> float:
+    """The value of a zero-denominator ratio for scikit-learn's ``zero_division``."""
+    if isinstance(zero_division, str):
+        if zero_division != "warn":
+            raise ValueError(
+                f"`zero_division` must be 'warn', np.nan, 0 or 1, got {zero_division!r}"
+            )
+        return 0.0
+    if zero_division != zero_division or zero_division in (0.0, 1.0):
+        return float(zero_division)
+    raise ValueError(f"`zero_division` must be 'warn', np.nan, 0 or 1, got {zero_division!r}")
+
+
 def _prf_metric(
     which: int,
     name: str,
@@ -491,16 +504,7 @@ def _prf_metric(
     s = _state(y_true, y_pred, sample_weight)
     if average == "binary" and pos_label is None:
         pos_label = sklearn_positive(s.labels)
-    if isinstance(zero_division, str):
-        if zero_division != "warn":
-            raise ValueError(
-                f"`zero_division` must be 'warn', np.nan, 0 or 1, got {zero_division!r}"
-            )
-        zd = 0.0
-    elif zero_division != zero_division or zero_division in (0.0, 1.0):
-        zd = float(zero_division)
-    else:
-        raise ValueError(f"`zero_division` must be 'warn', np.nan, 0 or 1, got {zero_division!r}")
+    zd = zero_division_value(zero_division)
     probe_average: Average = None if average in ("macro", "weighted") else average
     ill_defined = bool(np.any(np.isnan(s.prf(probe_average, pos_label, labels)[which])))
     value = s.prf(average, pos_label, labels, zero_division=zd)[which]

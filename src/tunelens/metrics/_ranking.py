@@ -26,12 +26,16 @@ from tunelens.metrics._validation import (
 )
 
 Mode = Literal["exact", "streaming"]
-Scale = Literal["logit", "linear"]
+Scale = Literal["mixed", "logit", "linear"]
 DEFAULT_BINS = 65536
-DEFAULT_SCALE: Scale = "logit"
+DEFAULT_SCALE: Scale = "mixed"
 # Half-width of the log-odds range binned by ``scale="logit"``: logit(1e-9) = -20.72,
 # so only scores below about 1e-9 (or above 1 - 1e-9) share the end bins.
 LOGIT_RANGE = 20.7
+# Half-width of the log-odds part of ``scale="mixed"``: logit(1e-16) = -36.84, and
+# ``1 - p`` cannot resolve scores closer to 1 than about 1.1e-16 anyway, so the
+# log-odds half of the map stays informative for scores down to 1e-16.
+MIXED_LOGIT_RANGE = 36.8
 _EMPTY = np.zeros(0, dtype=np.float64)
 
 
@@ -40,34 +44,89 @@ def _check_mode(mode: str, n_bins: int, scale: str = DEFAULT_SCALE) -> None:
         raise ValueError(f"`mode` must be 'exact' or 'streaming', got {mode!r}")
     if int(n_bins) < 1:
         raise ValueError(f"`n_bins` must be a positive integer, got {n_bins!r}")
-    if scale not in ("logit", "linear"):
-        raise ValueError(f"`scale` must be 'logit' or 'linear', got {scale!r}")
+    if scale not in ("mixed", "logit", "linear"):
+        raise ValueError(f"`scale` must be 'mixed', 'logit' or 'linear', got {scale!r}")
 
 
-def _logit_bins(s: FloatArray, y: NDArray[np.bool_], nb: int) -> NDArray[np.intp]:
-    """``bin + n_bins * label`` with bins equal in log-odds over ``[-L, L]``.
+def _logit_bins(
+    s: FloatArray, y: NDArray[np.bool_], nb: int, *, mixed: bool = False
+) -> NDArray[np.intp]:
+    """``bin + n_bins * label`` with bins equal in log-odds (or the mixed scale).
 
     ``t = log(p / (1 - p))`` (one division and one log, in a single scratch array),
-    ``bin = floor((t + L) / (2L) * n_bins)`` clipped to ``[0, n_bins - 1]``. The map
-    is monotone in ``p`` (0 and 1 land in the end bins), so ranks, the half credit
+    ``bin = floor((t + L) / (2L) * n_bins)`` clipped to ``[0, n_bins - 1]``
+    (``L = LOGIT_RANGE``). With ``mixed=True`` the map is
+    ``T(p) = p / 2 + (clip(t, -M, M) + M) / (4M)`` (``M = MIXED_LOGIT_RANGE``) and
+    ``bin = floor(T * n_bins)``: half linear, half log-odds, so a bin is at most twice
+    as wide as the narrower of the linear and the logit bins at any score. Both maps
+    are monotone in ``p`` (0 and 1 land in the end bins), so ranks, the half credit
     within a bin and :meth:`BinaryRankingState.auc_error_bound` stay valid.
     """
     q = 1.0 - s
     with np.errstate(divide="ignore"):
         np.divide(s, q, out=q)  # odds; p = 1 gives inf
         np.log(q, out=q)  # p = 0 gives -inf
-    q *= nb / (2.0 * LOGIT_RANGE)
-    q += nb / 2.0
+    if mixed:  # (clip(t) + L) / (2L) + p, times n_bins / 2, all in the one scratch array
+        np.clip(q, -MIXED_LOGIT_RANGE, MIXED_LOGIT_RANGE, out=q)
+        q *= 1.0 / (2.0 * MIXED_LOGIT_RANGE)
+        q += 0.5
+        q += s
+        q *= nb / 2.0
+    else:
+        q *= nb / (2.0 * LOGIT_RANGE)
+        q += nb / 2.0
     np.clip(q, 0.0, nb - 0.5, out=q)
     key = q.astype(np.intp)
     key += y * nb
     return key
 
 
+def _mixed_map(p: FloatArray) -> FloatArray:
+    """``T(p)`` of ``scale="mixed"`` (see :func:`_logit_bins`), in ``[0, 1]``."""
+    with np.errstate(divide="ignore"):
+        t = np.log(p / (1.0 - p))
+    t = np.clip(t, -MIXED_LOGIT_RANGE, MIXED_LOGIT_RANGE)
+    out: FloatArray = 0.5 * p + (t + MIXED_LOGIT_RANGE) / (4.0 * MIXED_LOGIT_RANGE)
+    return out
+
+
+_MIXED_EDGES: dict[int, FloatArray] = {}
+
+
+def _mixed_edges(nb: int) -> FloatArray:
+    """Lower edges of the ``scale="mixed"`` bins ``0..n_bins - 1`` as scores (cached).
+
+    ``T`` has no closed-form inverse: a vectorised bisection over all edges at once on
+    the bit patterns of the non-negative doubles (ordered as the doubles), so each edge
+    is exactly the smallest double that :func:`_logit_bins` puts in its bin (about 62
+    halvings); an empty bin (possible with few bins) shares the next bin's edge.
+    """
+    edges = _MIXED_EDGES.get(nb)
+    if edges is None:
+        target = np.arange(nb, dtype=np.intp)
+        lo = np.zeros(nb, dtype=np.int64)  # 0.0: bin 0, below every target but the first
+        hi = np.full(nb, np.float64(1.0).view(np.int64), dtype=np.int64)  # 1.0: top bin
+        no_label = np.zeros(nb, dtype=np.bool_)
+        while bool(np.any(hi - lo > 1)):
+            mid = lo + (hi - lo) // 2
+            up = _logit_bins(mid.view(np.float64), no_label, nb, mixed=True) >= target
+            hi = np.where(up, mid, hi)
+            lo = np.where(up, lo, mid)
+        edges = hi.view(np.float64).copy()
+        edges[0] = 0.0
+        edges.flags.writeable = False
+        if len(_MIXED_EDGES) >= 8:
+            _MIXED_EDGES.clear()
+        _MIXED_EDGES[nb] = edges
+    return edges
+
+
 def _bin_edges(nz: NDArray[np.intp], nb: int, scale: str) -> FloatArray:
     """Lower edges (as scores) of the bins ``nz``; the first bin starts at 0."""
     if scale == "linear":
         return nz / float(nb)
+    if scale == "mixed":
+        return _mixed_edges(nb)[nz]
     t = nz * (2.0 * LOGIT_RANGE / nb) - LOGIT_RANGE
     edges: FloatArray = 1.0 / (1.0 + np.exp(-t))
     edges[nz == 0] = 0.0
@@ -143,16 +202,22 @@ class BinaryRankingState:
       distinct scores.
     * ``"streaming"``: a fixed histogram of ``n_bins`` bins per class (memory
       independent of the row count; scores must lie in ``[0, 1]``). With
-      ``scale="logit"`` (default) the bins are equal in log-odds
-      ``log(p / (1 - p))`` over ``[-20.7, 20.7]`` (scores below about 1e-9 or
-      above ``1 - 1e-9`` share the end bins), so rare-event models whose scores
-      sit near 0 or 1 keep their resolution; ``scale="linear"`` uses equal bins
-      over ``[0, 1]`` (the format before the option existed). Pairs in the same
+      ``scale="mixed"`` (default) a score's bin is ``floor(T(p) * n_bins)`` with
+      ``T(p) = p / 2 + (clip(logit(p), -36.8, 36.8) + 36.8) / 73.6``: half equal-width,
+      half equal in log-odds, so a bin is at most twice as wide as the narrower of
+      the two at any score, and both scores crowding near 0 or 1 (rare events, down
+      to about 1e-16) and scores clustered tightly around one value keep their
+      resolution. ``scale="logit"`` bins log-odds alone over ``[-20.7, 20.7]``
+      (coarse near 0.5: about ten times wider than equal-width bins there);
+      ``scale="linear"`` uses equal bins over ``[0, 1]`` (the format before the
+      option existed; coarse near 0 and 1). Pairs in the same
       bin get half credit, so the AUC error is at most :meth:`auc_error_bound`
-      ``= 0.5 * sum_b pos_b * neg_b / (P * N)``; on a million rows it measured
-      below 1e-3 with 4096 or more logit bins, for uniform scores, scores near 1,
-      well-separated models and 0.2% positives with scores around 1e-5. Average
-      precision and the curves use the bin lower edges as thresholds.
+      ``= 0.5 * sum_b pos_b * neg_b / (P * N)``; on a million rows with the default
+      65536 mixed bins it measured below 1e-3 for uniform scores, scores near 1,
+      well-separated models, 0.2% positives with scores around 1e-5, log-uniform
+      scores over 1e-12..0.1 and scores clustered around 0.5 with a spread of 0.01
+      down to 0.001 (the last needs many bins: about 2e-3 at 4096). Average
+      precision and the curves use the bin lower edges (as scores) as thresholds.
 
     Example:
         >>> s = BinaryRankingState()
@@ -240,8 +305,8 @@ class BinaryRankingState:
                     f"`y_score` must lie in [0, 1] in streaming mode, got values in [{lo}, {hi}]"
                 )
         nb = self.n_bins
-        if self.scale == "logit":
-            key = _logit_bins(s, y, nb)
+        if self.scale != "linear":
+            key = _logit_bins(s, y, nb, mixed=self.scale == "mixed")
             self._hist += np.bincount(key, weights=w, minlength=2 * nb).reshape(2, nb)
             return
         # one multiply, one cast, one bincount of (bin + (n_bins + 1) * label); a score
@@ -796,7 +861,7 @@ def roc_auc_score(
         multi_class: ``"ovr"``; ``"raise"`` refuses multiclass input, as scikit-learn.
         mode: ``"exact"`` or ``"streaming"`` (see :class:`BinaryRankingState`).
         n_bins: Histogram bins of streaming mode.
-        scale: Bin scale of streaming mode, ``"logit"`` or ``"linear"``.
+        scale: Bin scale of streaming mode, ``"mixed"``, ``"logit"`` or ``"linear"``.
 
     Returns:
         The area under the ROC curve, or NaN when undefined.
@@ -815,7 +880,11 @@ def roc_auc_score(
     return st.roc_auc()
 
 
-def _sklearn_ovr_average(st: MulticlassRankingState, average: str) -> float:
+def _sklearn_ovr_average(
+    st: MulticlassRankingState,
+    average: str,
+    per_class: tuple[FloatArray, FloatArray] | None = None,
+) -> float:
     """scikit-learn 1.9's one-vs-rest average, undefined (NaN) classes included.
 
     ``"macro"`` is the plain mean, so one undefined class makes it NaN;
@@ -825,7 +894,8 @@ def _sklearn_ovr_average(st: MulticlassRankingState, average: str) -> float:
     """
     if average not in ("macro", "weighted"):
         raise ValueError(f"`average` must be 'macro' or 'weighted', got {average!r}")
-    vals, prev = st._per_class("auc")
+    vals, prev = st._per_class("auc") if per_class is None else per_class
+    vals = vals.copy()
     bad = _nan_classes(vals)
     if bad:
         warn_undefined(
@@ -855,7 +925,11 @@ def average_precision_score(
     """Average precision (area under the step PR curve), binary or one-vs-rest.
 
     For binary targets ``pos_label=None`` means 1, as scikit-learn (or the larger
-    label when there are two labels and neither is 1). NaN without positives.
+    label when there are two labels and neither is 1). As scikit-learn 1.9, a
+    target without positives gives 0.0 with a ``UserWarning`` (recall is set to one
+    for all thresholds), and so does each such one-vs-rest class (e.g. one whose
+    samples all have weight 0) inside the ``"macro"`` and ``"weighted"`` averages;
+    the states' ``average_precision()`` return NaN instead. Empty input is NaN.
 
     Example:
         >>> round(average_precision_score([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8]), 4)
@@ -867,9 +941,41 @@ def average_precision_score(
             pos_label = sklearn_positive(np.unique(y).tolist())
         y = np.asarray(y == pos_label, dtype=np.bool_)
     st = _ranking_input(y, y_score, sample_weight, labels, mode, n_bins, scale)
-    if isinstance(st, MulticlassRankingState):
-        return float(st.average_precision(average))
-    return st.average_precision()
+    return _sklearn_average_precision(st, average)
+
+
+_NO_POSITIVES = "No positive class found in y_true, recall is set to one for all thresholds."
+
+
+def _sklearn_average_precision(
+    st: BinaryRankingState | MulticlassRankingState, average: str = "macro"
+) -> float:
+    """scikit-learn 1.9's average precision from a state.
+
+    A (one-vs-rest) class without positives but with some samples counts as 0.0
+    with scikit-learn's ``UserWarning`` (its recall is set to one everywhere), in
+    the binary case and in both averages; empty input stays NaN (scikit-learn
+    raises).
+    """
+    if isinstance(st, BinaryRankingState):
+        p, n = st.totals()
+        if p == 0 and n > 0:
+            warnings.warn(_NO_POSITIVES, UserWarning, stacklevel=3)
+            return 0.0
+        return st.average_precision()
+    if average not in ("macro", "weighted"):
+        raise ValueError(f"`average` must be 'macro' or 'weighted', got {average!r}")
+    vals, prev = st._per_class("ap")
+    totals = sum(st.per_class_states[0].totals())
+    if totals == 0:
+        warn_undefined("average precision is undefined for empty input; returning NaN")
+        return float("nan")
+    if bool(np.isnan(vals).any()):
+        warnings.warn(_NO_POSITIVES, UserWarning, stacklevel=3)
+        vals = np.where(np.isnan(vals), 0.0, vals)
+    if average == "macro":
+        return float(vals.mean())
+    return float(np.average(vals, weights=prev))
 
 
 def _exact_binary(

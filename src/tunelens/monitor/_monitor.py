@@ -808,7 +808,7 @@ class Monitor:
         Returns:
             Metric name -> value, as a `metrics` row; equal to one pass over the range.
         """
-        from tunelens.monitor._states import WindowAccumulator
+        from tunelens.monitor._states import LAYOUT, WindowAccumulator
 
         window_s, lo, hi = self._begin_read(window, since, until)
         stored = self._stored_record()
@@ -820,7 +820,8 @@ class Monitor:
         current: list[Any] = []
         for ws in self.store.get_window_states(self.model, window_s, since=lo, until=hi):
             acc = WindowAccumulator.from_states(ws.states)
-            if acc.mark is not None and marks.get(ws.start) == acc.mark:
+            current_mark = acc.mark is not None and marks.get(ws.start) == acc.mark
+            if current_mark and acc.layout == LAYOUT:  # else stale: computed again
                 current.append(acc)
                 del marks[ws.start]
         width = timedelta(seconds=window_s)

@@ -64,6 +64,9 @@ NAN = float("nan")
 #: (AUC error below ~1e-4 for scores that are not piled into a few bins).
 RANKING_BINS = 4096
 MULTICLASS_RANKING_BINS = 4096
+#: How a window's states are laid out (ranking bins and their scale). A stored window of
+#: another layout cannot merge with new ones: `Monitor.summary` recomputes it.
+LAYOUT = f"ranking=streaming/mixed/{RANKING_BINS}/{MULTICLASS_RANKING_BINS}"
 
 
 def metric_columns(task: str) -> list[str]:
@@ -117,6 +120,7 @@ class WindowAccumulator:
 
     def __init__(self, task: str, n_classes: int, seconds: float) -> None:
         self.mark: tuple[int, int] | None = None
+        self.layout: str | None = LAYOUT
         self.task = task
         self.n_classes = n_classes
         self.counts = _new_counts()
@@ -329,6 +333,7 @@ class WindowAccumulator:
         states["n_classes"] = self.n_classes
         if self.mark is not None:
             states["mark"] = list(self.mark)
+        states["layout"] = self.layout
         return states
 
     @classmethod
@@ -343,7 +348,8 @@ class WindowAccumulator:
         acc.states = {
             name: state_from_dict(d)
             for name, d in states.items()
-            if name not in ("counts", "task", "n_classes", "mark")
+            if name not in ("counts", "task", "n_classes", "mark", "layout")
         }
+        acc.layout = states.get("layout")
         acc.mark = None if states.get("mark") is None else tuple(states["mark"])
         return acc

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any, Literal
 
@@ -212,6 +212,27 @@ def _calibration_ours(n_bins: int, d: MetricData) -> Any:
     return tm.calibration_curve(d.y_true, d.y_score, pos_label=d.pos_label, n_bins=n_bins)
 
 
+def _xy(d: MetricData) -> tuple[Any, Any]:
+    return d.y_true, d.y_score
+
+
+def _ap_weightless_ours(avg: str, d: MetricData) -> Any:
+    e = _last_class_weightless(d)
+    return tm.average_precision_score(
+        e.y_true,
+        e.y_score,
+        average=avg,  # type: ignore[arg-type]
+        sample_weight=e.sample_weight,
+    )
+
+
+def _ap_weightless_oracle(avg: str, d: MetricData) -> Any:
+    e = _last_class_weightless(d)
+    return _sk().average_precision_score(
+        e.y_true, e.y_score, average=avg, sample_weight=e.sample_weight
+    )
+
+
 def _ranking_cases() -> list[MetricCase]:
     cases = [
         MetricCase(
@@ -239,6 +260,27 @@ def _ranking_cases() -> list[MetricCase]:
             lambda d: tm.average_precision_score(d.y_true, d.y_score, **_kw(d)),
             lambda d: _sk().average_precision_score(d.y_true, d.y_score, **_kw(d)),
         ),
+        MetricCase(
+            "average_precision_score",
+            "no_positives",
+            ("binary",),
+            lambda d: tm.average_precision_score(
+                *_xy(_no_positives(d)), pos_label=d.pos_label, **_kw(d)
+            ),
+            lambda d: _sk().average_precision_score(
+                *_xy(_no_positives(d)), pos_label=d.pos_label, **_kw(d)
+            ),
+        ),
+        *[
+            MetricCase(
+                "average_precision_score",
+                f"{avg}_weightless_class",
+                ("multiclass",),
+                partial(_ap_weightless_ours, avg),
+                partial(_ap_weightless_oracle, avg),
+            )
+            for avg in ("macro", "weighted")
+        ],
         MetricCase(
             "roc_curve",
             "drop_intermediate",
@@ -302,19 +344,39 @@ def _calibration_oracle(d: MetricData, n_bins: int) -> float:
     return float((counts * np.abs(pt - pp)).sum() / counts.sum())
 
 
+def _one_predicted_class(d: MetricData) -> MetricData:
+    """Every prediction the first class: precision of the others divides by zero."""
+    return replace(d, y_pred=np.full_like(d.y_pred, d.classes[0]))
+
+
+def _last_class_weightless(d: MetricData) -> MetricData:
+    """The last class's samples get weight 0 (unweighted data: all others weight 1)."""
+    w = np.ones(len(d.y_true)) if d.sample_weight is None else d.sample_weight.copy()
+    w[d.y_true == d.classes[-1]] = 0.0
+    return replace(d, sample_weight=w)
+
+
+def _no_positives(d: MetricData) -> MetricData:
+    """Binary data whose labels are all the negative class."""
+    return replace(d, y_true=np.full_like(d.y_true, d.classes[0]))
+
+
+def _classification_metrics_ours(d: MetricData) -> dict[str, float]:
+    return tm.classification_metrics(d.y_true, d.y_pred, d.y_score, sample_weight=d.sample_weight)
+
+
 def _classification_metrics_oracle(d: MetricData) -> dict[str, float]:
+    """scikit-learn's default arguments for every key (``zero_division="warn"``)."""
     skm = _sk()
     kw = _kw(d)
     out: dict[str, float] = {"accuracy": skm.accuracy_score(d.y_true, d.y_pred, **kw)}
     out["error_rate"] = 1.0 - out["accuracy"]
     for avg in ("macro", "micro", "weighted"):
-        p, r, f, _ = skm.precision_recall_fscore_support(
-            d.y_true, d.y_pred, average=avg, zero_division=np.nan, **kw
-        )
+        p, r, f, _ = skm.precision_recall_fscore_support(d.y_true, d.y_pred, average=avg, **kw)
         out[f"precision_{avg}"], out[f"recall_{avg}"], out[f"f1_{avg}"] = p, r, f
     if d.task == "binary":
         p, r, f, _ = skm.precision_recall_fscore_support(
-            d.y_true, d.y_pred, average="binary", pos_label=d.pos_label, zero_division=np.nan, **kw
+            d.y_true, d.y_pred, average="binary", pos_label=d.pos_label, **kw
         )
         out["precision"], out["recall"], out["f1"] = p, r, f
         out["roc_auc"] = skm.roc_auc_score(d.y_true, d.y_score, **kw)
@@ -436,10 +498,22 @@ def _build() -> list[MetricCase]:
             "classification_metrics",
             "",
             both,
-            lambda d: tm.classification_metrics(
-                d.y_true, d.y_pred, d.y_score, sample_weight=d.sample_weight
-            ),
+            _classification_metrics_ours,
             _classification_metrics_oracle,
+        ),
+        MetricCase(
+            "classification_metrics",
+            "zero_division",
+            both,
+            lambda d: _classification_metrics_ours(_one_predicted_class(d)),
+            lambda d: _classification_metrics_oracle(_one_predicted_class(d)),
+        ),
+        MetricCase(
+            "classification_metrics",
+            "weightless_class",
+            ("multiclass",),
+            lambda d: _classification_metrics_ours(_last_class_weightless(d)),
+            lambda d: _classification_metrics_oracle(_last_class_weightless(d)),
         ),
         *[
             _regression_case(name)
