@@ -569,7 +569,7 @@ class Monitor:
     # ------------------------------------------------------------------ metrics
 
     def _scan_columns(self, record: ModelRecord) -> list[str]:
-        columns = ["timestamp", "prediction", "latency_ms", "batch_size", "label_seq"]
+        columns = ["timestamp", "prediction", "latency_ms", "batch_size"]
         if record.task == "binary":
             columns.append("score")
         elif record.task == "multiclass":
@@ -605,6 +605,14 @@ class Monitor:
         (resources included); no validation, no flush."""
         from tunelens.monitor._states import WindowAccumulator
 
+        # Marks first, then the scan: a write landing in between makes the stored mark
+        # older than the state, so `summary` recomputes that window (never the reverse).
+        marks = {
+            int(start.timestamp()) * 1_000_000: mark
+            for start, mark in self.store.window_marks(
+                self.model, window_s, since=lo, until=hi
+            ).items()
+        }
         table = self.store.scan(self.model, since=lo, until=hi, columns=self._scan_columns(record))
         n_classes = len(record.classes)
         ts = _column(table, "timestamp").cast(pa.int64()).to_numpy()
@@ -631,12 +639,11 @@ class Monitor:
             scores = None
         if record.task != "regression":
             _check_class_indices(prediction, label, labelled, n_classes)
-        seq = pc.fill_null(_column(table, "label_seq"), -1).to_numpy(zero_copy_only=False)
         out: list[tuple[int, Any]] = []
         for i, start in enumerate(starts.tolist()):
             a, b = int(bounds[i]), int(bounds[i + 1])
             acc = WindowAccumulator(record.task, n_classes, window_s)
-            acc.mark = (b - a, int(seq[a:b].max()))
+            acc.mark = marks.get(start)
             acc.update(
                 prediction[a:b],
                 label[a:b],

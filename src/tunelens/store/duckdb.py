@@ -469,6 +469,9 @@ def _merge(old: ModelRecord, new: ModelRecord) -> ModelRecord:
 # --------------------------------------------------------------------------- store
 
 
+_SCAN_BATCH_ROWS: Final = 1 << 22
+
+
 def _check_duckdb_file(path: str) -> None:
     """Refuse an existing file that is not a DuckDB database.
 
@@ -1008,7 +1011,9 @@ class DuckDBStore:
             select = "".join(f"{_q(physical)}, " for _, physical, _ in chosen)
             # The latest label is on the row: no join at read time.
             query = f'SELECT {select}label FROM {m.predictions} {where} ORDER BY "timestamp", seq'
-            result = con.sql(query, params=params).to_arrow_table()
+            # Large record batches: the reader's combine_chunks is then ~10x cheaper
+            # (measured on 1e7 rows: 0.04 s against 0.4 s with the 131,072-row default).
+            result = con.sql(query, params=params).to_arrow_table(_SCAN_BATCH_ROWS)
         names = [public for public, _, _ in chosen] + ["label"]
         types = [t for _, _, t in chosen] + [m.target_type]
         return _conform(result, names, types)
