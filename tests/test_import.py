@@ -7,8 +7,6 @@ import subprocess
 import sys
 import time
 
-import pytest
-
 HEAVY = ("torch", "plotly", "fastapi")
 
 
@@ -40,7 +38,6 @@ def test_import_tunelens_pulls_in_no_heavy_module() -> None:
 
 
 def test_import_metrics_needs_numpy_only() -> None:
-    pytest.importorskip("tunelens.metrics")
     loaded = _top_level(_modules_after("import tunelens.metrics"))
     for heavy in (*HEAVY, "pandas", "duckdb", "sklearn"):
         assert heavy not in loaded, f"import tunelens.metrics imported {heavy}"
