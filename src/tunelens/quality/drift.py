@@ -65,6 +65,7 @@ import pandas as pd
 from pandas.api.types import union_categoricals
 
 from tunelens.errors import InputError
+from tunelens.quality._tables import as_frame
 
 __all__ = [
     "DEFAULT_LARGE_N",
@@ -495,19 +496,6 @@ def _column_drift(
     )
 
 
-def _as_frame(data: Any, name: str) -> pd.DataFrame:
-    if isinstance(data, pd.DataFrame):
-        return data
-    if hasattr(data, "to_pandas"):
-        data = data.to_pandas()
-        if isinstance(data, pd.DataFrame):
-            return data
-    try:
-        return pd.DataFrame(data)
-    except (ValueError, TypeError) as exc:
-        raise InputError(name, f"cannot be read as a table ({exc})") from exc
-
-
 def dataset_drift(
     reference: Any,
     current: Any,
@@ -547,8 +535,8 @@ def dataset_drift(
     if isinstance(share, bool) or not isinstance(share, int | float) or not 0.0 < share <= 1.0:
         raise InputError("share", f"expected 0 < share <= 1, got {share!r}")
     large_n = _check_large_n(large_n)
-    ref_df = _as_frame(reference, "reference")
-    cur_df = _as_frame(current, "current")
+    ref_df = as_frame(reference, "reference")
+    cur_df = as_frame(current, "current")
     names = list(ref_df.columns) if columns is None else list(columns)
     if not names:
         raise InputError("columns", "no columns to compare")

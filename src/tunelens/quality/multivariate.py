@@ -79,6 +79,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from tunelens.errors import InputError
+from tunelens.quality._tables import as_frame
 
 __all__ = [
     "MIN_ROWS",
@@ -147,19 +148,6 @@ class MultivariateDrift:
 # ---------------------------------------------------------------- input handling
 
 
-def _as_frame(data: Any, name: str) -> pd.DataFrame:
-    if isinstance(data, pd.DataFrame):
-        return data
-    if hasattr(data, "to_pandas"):
-        converted = data.to_pandas()
-        if isinstance(converted, pd.DataFrame):
-            return converted
-    try:
-        return pd.DataFrame(data)
-    except (ValueError, TypeError) as exc:
-        raise InputError(name, f"cannot be read as a table ({exc})") from exc
-
-
 def _is_numeric(series: pd.Series) -> bool:
     return bool(pd.api.types.is_numeric_dtype(series.dtype))
 
@@ -168,8 +156,8 @@ def _matrices(
     reference: Any, current: Any, columns: Iterable[str] | None
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], tuple[str, ...]]:
     """Float matrices of the compared columns (NaN kept), after every check."""
-    ref_df = _as_frame(reference, "reference")
-    cur_df = _as_frame(current, "current")
+    ref_df = as_frame(reference, "reference")
+    cur_df = as_frame(current, "current")
     if columns is None:
         names = [c for c in ref_df.columns if _is_numeric(ref_df[c])]
         if not names:
