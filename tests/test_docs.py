@@ -13,6 +13,8 @@ import pytest
 import tunelens
 import tunelens.metrics
 import tunelens.monitor
+import tunelens.quality
+import tunelens.report
 import tunelens.store
 from tunelens.cli import app
 from tunelens.monitor import Monitor
@@ -25,7 +27,7 @@ README = (ROOT / "README.md").read_text()
 
 def _public_names() -> list[str]:
     names: set[str] = set()
-    for module in (tunelens, tunelens.metrics, tunelens.store):
+    for module in (tunelens, tunelens.metrics, tunelens.store, tunelens.quality, tunelens.report):
         names.update(n for n in module.__all__ if not n.startswith("_"))
     names.update(
         name
@@ -45,7 +47,7 @@ def _commands() -> list[str]:
 
 
 def test_cli_has_the_contract_commands() -> None:
-    assert {"demo", "log", "labels", "metrics"} <= set(_commands())
+    assert {"demo", "log", "labels", "metrics", "report"} <= set(_commands())
 
 
 @pytest.mark.parametrize("command", _commands())
@@ -62,6 +64,7 @@ def test_readme_starts_with_the_two_commands() -> None:
 def test_readme_quick_start_runs(tmp_path: Path) -> None:
     blocks = re.findall(r"```python\n(.*?)```", README, flags=re.S)
     assert blocks, "README has no python example"
+    _report_inputs(tmp_path)
     for i, code in enumerate(blocks):
         done = subprocess.run(
             [sys.executable, "-c", code],
@@ -71,3 +74,21 @@ def test_readme_quick_start_runs(tmp_path: Path) -> None:
             timeout=120,
         )
         assert done.returncode == 0, f"README example {i} failed:\n{done.stderr}"
+
+
+def _report_inputs(folder: Path) -> None:
+    """The two tables the README's report example reads."""
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    for name, shift in (("reference", 0.0), ("current", 0.7)):
+        x = rng.normal(size=(3000, 3))
+        x[:, 0] += shift
+        p = 1 / (1 + np.exp(-(x[:, 0] - x[:, 1])))
+        frame = pd.DataFrame(x, columns=["tenure", "spend", "visits"])
+        frame["plan"] = rng.choice(["basic", "plus", "pro"], 3000)
+        frame["label"] = (rng.random(3000) < p).astype(int)
+        frame["proba"] = p
+        frame["pred"] = (p >= 0.5).astype(int)
+        frame.to_parquet(folder / f"{name}.parquet")

@@ -694,6 +694,143 @@ def metrics_table(
     return table
 
 
+# --------------------------------------------------------------------------- report
+
+
+@app.command("report")
+def report_command(
+    reference: Annotated[
+        Path, typer.Option("--reference", help="Reference table (CSV or Parquet) with labels.")
+    ],
+    current: Annotated[Path, typer.Option("--current", help="Current table (CSV or Parquet).")],
+    target: Annotated[str, typer.Option("--target", help="True label column.")],
+    prediction: Annotated[str, typer.Option("--prediction", help="Predicted label/value column.")],
+    score: Annotated[
+        str | None,
+        typer.Option("--score", help="Positive-class score column, or one per class: p0,p1,p2."),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="HTML report path (default report.html).")
+    ] = None,
+    json_path: Annotated[
+        str | None, typer.Option("--json", help="Write the JSON report here ('-': stdout).")
+    ] = None,
+    task: Annotated[
+        str | None, typer.Option("--task", help="binary, multiclass or regression (inferred).")
+    ] = None,
+    positive: Annotated[
+        str | None, typer.Option("--positive", help="Positive class (default: the larger).")
+    ] = None,
+    features: Annotated[
+        str | None, typer.Option("--features", help="Feature columns a,b,c (default: the rest).")
+    ] = None,
+    exclude: Annotated[
+        str | None, typer.Option("--exclude", help="Columns that are not features: id,ts.")
+    ] = None,
+    threshold: Annotated[
+        float, typer.Option("--threshold", help="Decision threshold the predictions follow.")
+    ] = 0.5,
+    no_current_labels: Annotated[
+        bool,
+        typer.Option("--no-current-labels", help="The current table has no labels yet."),
+    ] = False,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of every random step.")] = 0,
+) -> None:
+    """Analyse a model's quality on CURRENT against REFERENCE; write HTML and/or JSON.
+
+    Both files are written only once the whole analysis has succeeded, each through a
+    temporary file and a rename, so a failure leaves nothing half-written.
+    """
+    from tunelens.io import split_names
+    from tunelens.quality import analyse
+
+    if task is not None and task not in ("binary", "multiclass", "regression"):
+        raise InputError("--task", f"expected binary, multiclass or regression, got {task!r}")
+    html_path = out if out is not None or json_path is not None else Path("report.html")
+    console = _stderr() if json_path == "-" else stdout_console()
+    with console.status("analysing", spinner="dots"):
+        report = analyse(
+            str(reference),
+            str(current),
+            target=target,
+            prediction=prediction,
+            score=split_names(score) or None,
+            task=task,  # type: ignore[arg-type]
+            positive=positive,
+            features=split_names(features) or None,
+            exclude=split_names(exclude),
+            threshold=threshold,
+            current_labels=not no_current_labels,
+            seed=seed,
+        )
+        doc = report.to_dict()
+        text = json.dumps(doc, indent=2, allow_nan=False)
+        page = None
+        if html_path is not None:
+            from tunelens.report.html import render_html
+
+            page = render_html(doc)
+    pending: list[tuple[Path, bytes]] = []
+    if json_path is not None and json_path != "-":
+        pending.append((Path(json_path), text.encode("utf-8")))
+    if html_path is not None and page is not None:
+        pending.append((html_path, page.encode("utf-8")))
+    from tunelens._atomic import write_files
+
+    write_files(pending)
+    written = [str(path) for path, _ in pending]
+    if json_path == "-":
+        sys.stdout.write(text + "\n")
+    _print_report_summary(console, doc, written)
+
+
+def _print_report_summary(console: Console, doc: dict[str, Any], written: list[str]) -> None:
+    from rich.table import Table
+
+    rows = doc["rows"]
+    console.print(
+        f"[bold]{doc['task']}[/bold] model: {rows['reference']:,} reference rows, "
+        f"{rows['current']:,} current rows"
+    )
+    table = Table(title="metrics", show_edge=False)
+    for name in ("metric", "reference", "current", "change"):
+        table.add_column(name, justify="left" if name == "metric" else "right")
+    ref, cur = doc["metrics"]["reference"], doc["metrics"].get("current", {})
+    for name, value in ref.items():
+        comp = doc["comparison"].get(name)
+        change = ""
+        if comp and comp["delta"] is not None:
+            change = f"{comp['delta']:+.3f}"
+            if comp["significant"]:
+                change += " (worse)" if comp["worse"] else " (better)"
+        table.add_row(name, _cell(name, value), _cell(name, cur.get(name)), change)
+    console.print(table)
+    drift = doc["drift"]
+    if drift["features"]:
+        drifted = [name for name, d in drift["features"].items() if d["drifted"]]
+        console.print(
+            f"drift: {len(drifted)} of {len(drift['features'])} features"
+            + (
+                f" ({', '.join(drifted[:8])}{', ...' if len(drifted) > 8 else ''})"
+                if drifted
+                else ""
+            )
+        )
+    colours = {"high": "red", "medium": "yellow", "low": "cyan"}
+    for f in doc["findings"]:
+        colour = colours.get(f["severity"], "white")
+        console.print(
+            f"[{colour}]{f['severity']}[/{colour}] {f['kind']} [bold]{f['where']}[/bold]: "
+            f"{f['evidence']}. [dim]{f['action']}[/dim]",
+            markup=True,
+            highlight=False,
+        )
+    if not doc["findings"]:
+        console.print("no findings")
+    for path in written:
+        console.print(f"wrote {path}")
+
+
 # --------------------------------------------------------------------------- demo
 
 

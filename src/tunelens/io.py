@@ -35,6 +35,7 @@ __all__ = [
     "column_to_float",
     "column_to_strings",
     "open_table",
+    "read_table",
     "split_names",
 ]
 
@@ -315,6 +316,39 @@ def open_table(path: str | Path) -> TableFile:
             "give every column a distinct name",
         )
     return table
+
+
+def read_table(path: str | Path) -> pa.Table:
+    """Read a whole CSV or Parquet file into memory (for analyses that need every row).
+
+    The same checks as `open_table` (missing, empty, unparseable files, repeated
+    column names, no data rows) raise `InputError` naming the file; in a CSV an
+    empty cell is missing, and a parse error names the column and row.
+
+    Args:
+        path: the file.
+
+    Returns:
+        A ``pyarrow.Table``.
+    """
+    table = open_table(path)
+    if table.format == "parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            return pq.read_table(table.path)
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise InputError(str(path), f"cannot read Parquet: {_first_line(exc)}") from None
+    import pyarrow.csv as csv
+
+    try:
+        return csv.read_csv(
+            table.path,
+            read_options=csv.ReadOptions(block_size=_CSV_BLOCK_BYTES),
+            convert_options=csv.ConvertOptions(strings_can_be_null=True),
+        )
+    except pa.ArrowInvalid as exc:
+        raise InputError(str(path), f"cannot read CSV: {_first_line(exc)}") from None
 
 
 def _open_csv(path: Path) -> TableFile:

@@ -86,6 +86,37 @@ def test_wasserstein_matches_scipy_with_ties(seed: int) -> None:
     assert got.psi is not None and got.psi > 0
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_wasserstein_equal_sizes_matches_scipy(seed: int) -> None:
+    # One size on both sides takes the order-statistics path (no merge); ties included.
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1000, 3000))
+    ref = np.round(rng.normal(size=n), 1)
+    cur = np.round(rng.normal(0.2, 1.3, size=n), 1)
+    got = column_drift(ref, cur)
+    assert got.method == "wasserstein"
+    assert _close(got.statistic, wasserstein_distance(ref, cur) / float(np.std(ref)))
+
+
+def test_dataset_drift_threads_match_one_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    import tunelens.quality.drift as drift_module
+
+    rng = np.random.default_rng(9)
+    n = 30_000
+    ref = pd.DataFrame({f"x{i}": rng.normal(size=n) for i in range(5)})
+    ref["c"] = pd.Categorical(rng.choice(["a", "b", "c"], n))
+    cur = pd.DataFrame({f"x{i}": rng.normal(0.05 * i, size=n - 7) for i in range(5)})
+    cur["c"] = pd.Categorical(rng.choice(["a", "b", "d"], n - 7))
+    threaded = dataset_drift(ref, cur)
+    monkeypatch.setattr(drift_module, "_MAX_WORKERS", 1)
+    single = dataset_drift(ref, cur)
+    assert threaded == single
+    assert list(threaded.features) == list(ref.columns)
+    for col in [f"x{i}" for i in range(5)]:
+        want = wasserstein_distance(ref[col], cur[col]) / float(np.std(ref[col]))
+        assert _close(threaded.features[col].statistic, want)
+
+
 def test_wasserstein_forced_on_small_samples_matches_scipy() -> None:
     rng = np.random.default_rng(7)
     ref, cur = rng.exponential(size=37), rng.exponential(size=11)

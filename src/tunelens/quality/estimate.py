@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -38,6 +37,14 @@ BINARY_METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc")
 
 # Label draws are made in chunks of at most this many cells (4M float64 = 32 MiB).
 _MAX_CHUNK_ELEMENTS = 1 << 22
+# estimate_binary simulates its interval up to this many rows (reference and current);
+# above, the interval is analytic plus a subsampled bootstrap of the calibrator.
+_SIMULATE_MAX_ROWS = 25_000
+# The calibrator's bootstrap above that size: reference rows per refit, current rows
+# the estimates are taken on, and the most refits.
+_CAL_REF_ROWS = 20_000
+_CAL_CUR_ROWS = 20_000
+_CAL_REFITS = 50
 
 
 @dataclass(frozen=True)
@@ -98,10 +105,58 @@ def _percentiles(values: FloatArray, confidence: float) -> tuple[float, float]:
 # ---------------------------------------------------------------- binary
 
 
-def _fit_calibrator(score: FloatArray, y: FloatArray) -> Any:
-    from sklearn.isotonic import IsotonicRegression
+def _groups(
+    score: FloatArray,
+) -> tuple[FloatArray, NDArray[np.intp], NDArray[np.int64]]:
+    """Sorted distinct scores, each row's group (its dense rank, 0-based) and group sizes."""
+    values, inverse, counts = np.unique(score, return_inverse=True, return_counts=True)
+    return (
+        np.asarray(values, dtype=np.float64),
+        np.asarray(inverse, dtype=np.intp).reshape(-1),
+        np.asarray(counts, dtype=np.int64),
+    )
 
-    return IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0).fit(score, y)
+
+def _midranks(counts: NDArray[np.int64]) -> FloatArray:
+    """Midrank (1-based, ties averaged, as ``scipy.stats.rankdata``) of each score group."""
+    end = np.cumsum(counts)
+    start = np.concatenate(([0], end[:-1]))
+    return np.asarray(0.5 * (end + start + 1), dtype=np.float64)
+
+
+def _fit_isotonic(
+    group: NDArray[np.intp], y: FloatArray, knots: FloatArray
+) -> tuple[FloatArray, FloatArray]:
+    """Isotonic regression of ``y`` on the scores ``knots[group]`` (clipped to [0, 1]).
+
+    Rows are pooled per distinct score (weight = rows, value = mean label), as
+    scikit-learn's ``IsotonicRegression`` does, and the pooled values go through its
+    pool-adjacent-violators solver. Returns the distinct scores present and the fitted
+    value at each; predictions interpolate linearly between them and are constant
+    beyond the ends (``out_of_bounds="clip"``), which is what ``np.interp`` does.
+    """
+    from sklearn.isotonic import isotonic_regression
+
+    present, inverse = np.unique(group, return_inverse=True)
+    weight = np.bincount(inverse.reshape(-1)).astype(np.float64)
+    total = np.bincount(inverse.reshape(-1), weights=y)
+    fitted = isotonic_regression(total / weight, sample_weight=weight, y_min=0.0, y_max=1.0)
+    return knots[present], np.asarray(fitted, dtype=np.float64)
+
+
+def _fit_isotonic_sorted(
+    group: NDArray[np.intp], y: FloatArray, knots: FloatArray
+) -> tuple[FloatArray, FloatArray]:
+    """:func:`_fit_isotonic` when every group occurs (no ``np.unique`` needed)."""
+    from sklearn.isotonic import isotonic_regression
+
+    weight = np.bincount(group, minlength=knots.size).astype(np.float64)
+    total = np.bincount(group, weights=y, minlength=knots.size)
+    present = weight > 0
+    if not present.all():
+        knots, weight, total = knots[present], weight[present], total[present]
+    fitted = isotonic_regression(total / weight, sample_weight=weight, y_min=0.0, y_max=1.0)
+    return knots, np.asarray(fitted, dtype=np.float64)
 
 
 def _ratio(num: float, den: float) -> float:
@@ -146,6 +201,118 @@ def _weighted_pairs(p: FloatArray, q: FloatArray, ranks: FloatArray) -> float:
     below = np.concatenate(([0.0], np.cumsum(q_group)[:-1]))
     per_group = below + 0.5 * q_group
     return float(np.dot(p, per_group[idx]))
+
+
+def _expected_grouped(
+    p: FloatArray, yhat: NDArray[np.bool_], counts: NDArray[np.int64] | FloatArray
+) -> FloatArray:
+    """:func:`_expected_metrics` when ``p`` and ``yhat`` are constant per score group.
+
+    ``p``, ``yhat`` and ``counts`` are per distinct score, in increasing score order.
+    Returns the five metrics in :data:`BINARY_METRICS` order.
+    """
+    c = np.asarray(counts, dtype=np.float64)
+    n = float(c.sum())
+    pc = p * c
+    qc = c - pc
+    tp = float(pc[yhat].sum())
+    fp = float(qc[yhat].sum())
+    fn = float(pc[~yhat].sum())
+    tn = n - tp - fp - fn
+    below = np.cumsum(qc) - qc
+    num = float(np.dot(pc, below + 0.5 * qc))
+    self_terms = float(np.dot(pc, 1.0 - p))
+    den = float(pc.sum()) * float(qc.sum()) - self_terms
+    return np.array(
+        [
+            _ratio(tp + tn, n),
+            _ratio(tp, tp + fp),
+            _ratio(tp, tp + fn),
+            _ratio(2.0 * tp, 2.0 * tp + fp + fn),
+            _ratio(num - 0.5 * self_terms, den),
+        ]
+    )
+
+
+def _label_variance(
+    p: FloatArray, yhat: NDArray[np.bool_], counts: NDArray[np.int64], mid: FloatArray
+) -> FloatArray:
+    """Variance of each realised metric over labels ``y_i ~ Bernoulli(p_i)`` (delta method).
+
+    Per distinct score: ``p``, ``yhat``, row ``counts`` and midrank ``mid``. With
+    ``A = TP`` and ``B = FN`` (independent sums of Bernoulli labels), ``K`` predicted
+    positives, ``P = A + B`` and ``S = sum y_i (r_i - (n + 1) / 2)`` over the midranks
+    ``r_i``: accuracy ``(A - B + n - K) / n`` and precision ``A / K`` are linear;
+    recall ``A / P``, F1 ``2A / (P + K)`` and ROC AUC ``1/2 + S / (P (n - P))`` get the
+    first-order (delta method) variance from the exact variances and covariances of
+    ``A``, ``B`` and ``S``.
+    """
+    c = counts.astype(np.float64)
+    n = float(c.sum())
+    pc = p * c
+    v = pc * (1.0 - p)
+    k = float(c[yhat].sum())
+    mu_a, mu_b = float(pc[yhat].sum()), float(pc[~yhat].sum())
+    var_a, var_b = float(v[yhat].sum()), float(v[~yhat].sum())
+    pos = mu_a + mu_b
+    out = np.full(len(BINARY_METRICS), math.nan)
+    out[0] = (var_a + var_b) / (n * n)
+    if k > 0:
+        out[1] = var_a / (k * k)
+    if pos > 0:
+        out[2] = (mu_b * mu_b * var_a + mu_a * mu_a * var_b) / pos**4
+    if pos + k > 0:
+        d = pos + k
+        out[3] = 4.0 * ((mu_b + k) ** 2 * var_a + mu_a * mu_a * var_b) / d**4
+    neg = n - pos
+    if pos > 0 and neg > 0:
+        r = mid - 0.5 * (n + 1.0)
+        mu_s = float(np.dot(pc, r))
+        var_s = float(np.dot(v, r * r))
+        cov_sp = float(np.dot(v, r))
+        g_s = 1.0 / (pos * neg)
+        g_p = -mu_s * (n - 2.0 * pos) * g_s * g_s
+        out[4] = g_s * g_s * var_s + 2.0 * g_s * g_p * cov_sp + g_p * g_p * (var_a + var_b)
+    return np.asarray(np.maximum(out, 0.0), dtype=np.float64)
+
+
+def _calibration_variance(
+    ref_group: NDArray[np.intp],
+    y_ref: FloatArray,
+    ref_knots: FloatArray,
+    s_cur: FloatArray,
+    threshold: float,
+    refits: int,
+    rng: np.random.Generator,
+) -> FloatArray:
+    """Variance of each point estimate due to the isotonic fit (subsampled bootstrap).
+
+    The calibrator is refitted ``refits`` times, each on ``m = min(n_ref,
+    _CAL_REF_ROWS)`` reference rows drawn with replacement; the estimates are taken on
+    a fixed seeded subsample of at most ``_CAL_CUR_ROWS`` current rows. A smooth
+    functional of an isotonic fit has variance proportional to ``1 / n_ref``, so the
+    variance over the refits is scaled by ``m / n_ref``.
+    """
+    n_ref, n_cur = y_ref.size, s_cur.size
+    m = min(n_ref, _CAL_REF_ROWS)
+    if n_cur > _CAL_CUR_ROWS:
+        s_cur = s_cur[rng.choice(n_cur, _CAL_CUR_ROWS, replace=False)]
+    cur_u, _, cur_c = _groups(s_cur)
+    yhat = cur_u >= threshold
+    got = np.full((refits, len(BINARY_METRICS)), math.nan)
+    for b in range(refits):
+        idx = rng.integers(0, n_ref, size=m)
+        yb = y_ref[idx]
+        if yb.min() == yb.max():  # one class in the resample: no fit
+            continue
+        knots, fitted = _fit_isotonic(ref_group[idx], yb, ref_knots)
+        got[b] = _expected_grouped(np.interp(cur_u, knots, fitted), yhat, cur_c)
+    out = np.zeros(len(BINARY_METRICS))
+    for j in range(len(BINARY_METRICS)):
+        col = got[:, j][np.isfinite(got[:, j])]
+        if col.size >= 2:
+            out[j] = float(np.var(col, ddof=1)) * m / n_ref
+    return out
 
 
 def _draw_metrics(
@@ -207,12 +374,35 @@ def estimate_binary(
     computed in O(n log n) from one sort. For large ``n`` these ratios of
     expectations equal the expected ratios up to O(1/n).
 
-    The interval is a percentile interval of the realised metric over ``n_draws``
-    simulated label vectors ``y_i ~ Bernoulli(p_i)``; with isotonic calibration each
-    draw also refits the calibrator on a bootstrap resample of the reference, so the
-    interval covers the calibration's own uncertainty; it is widened, if need be,
-    to contain the point estimate. The estimate is only as good as the assumption
-    that ``P(y | score)`` is the same on reference and current data.
+    The isotonic calibrator pools the reference rows per distinct score and solves the
+    pooled problem with scikit-learn's pool-adjacent-violators ``isotonic_regression``
+    (the same fit as ``IsotonicRegression(out_of_bounds="clip")``); the current rows
+    are likewise handled per distinct score, so the point estimate is exact at any
+    size.
+
+    The interval depends on the size. Up to ``_SIMULATE_MAX_ROWS`` (25 000) rows in
+    both the reference and the current data it is a percentile interval of the
+    realised metric over ``n_draws`` simulated label vectors ``y_i ~ Bernoulli(p_i)``;
+    with isotonic calibration each draw also refits the calibrator on a bootstrap
+    resample of the reference, so the interval covers the calibration's own
+    uncertainty; it is widened, if need be, to contain the point estimate.
+
+    Above that size (2e8 draws and 200 refits on 1e6 rows took 45 s) the interval is
+    normal, ``value ± z * sqrt(v_label + v_cal)``, clipped to [0, 1], from two
+    variances: ``v_label``, the variance of the realised metric over the label draws
+    with the calibrator fixed, computed exactly for accuracy and precision and by the
+    delta method for recall, F1 and ROC AUC (each is a smooth function of sums of
+    independent Bernoulli labels, normal by the central limit theorem at these sizes);
+    and, with isotonic calibration, ``v_cal``, the variance of the point estimate
+    over ``min(n_draws, 50)`` refits of the calibrator, each on 20 000 reference rows
+    drawn with replacement and evaluated on a fixed seeded subsample of 20 000 current
+    rows, scaled by ``20 000 / n_reference`` (the variance of a smooth functional of the
+    fit falls as ``1 / n_reference``). On simulated covariate shift (50 000 rows each,
+    40 seeds, calibrated scores) the realised metric fell inside the 95% interval
+    87-97% of the time per metric, as often as with the simulated interval at 20 000
+    rows (77-100%): the isotonic fit's bias is not in either interval. The estimate is
+    only as good as the assumption that ``P(y | score)`` is the same on reference and
+    current data.
 
     Args:
         reference_y: Reference labels, 0/1 or bool, with both classes present.
@@ -223,7 +413,8 @@ def estimate_binary(
         calibrate: ``"isotonic"`` or ``"none"`` (the scores already are calibrated
             probabilities; the reference is then only validated).
         confidence: Two-sided level of the interval, in (0, 1).
-        n_draws: Number of simulated label vectors for the interval, >= 1.
+        n_draws: Number of simulated label vectors for the interval, >= 1 (above
+            25 000 rows: the number of calibrator refits, at most 50).
         seed: Seed of the random generator (results are deterministic).
 
     Returns:
@@ -267,16 +458,41 @@ def estimate_binary(
         _check_unit(s_cur, "current_score")
 
     y_ref_f = y_ref.astype(np.float64)
+    thr = float(threshold)
+    cur_u, cur_group, cur_counts = _groups(s_cur)
     if calibrate == "isotonic":
-        p = np.asarray(_fit_calibrator(s_ref, y_ref_f).predict(s_cur), dtype=np.float64)
+        ref_u, ref_group, _ = _groups(s_ref)
+        knots, fitted = _fit_isotonic_sorted(ref_group, y_ref_f, ref_u)
+        p_u = np.interp(cur_u, knots, fitted)
     else:
-        p = s_cur
-    yhat = s_cur >= float(threshold)
-    dense = stats.rankdata(s_cur, method="dense").astype(np.float64) - 1.0
-    midranks = stats.rankdata(s_cur, method="average").astype(np.float64)
-    point = _expected_metrics(p, yhat, dense)
-
+        ref_u, ref_group = s_ref, np.zeros(0, dtype=np.intp)
+        p_u = cur_u
+    yhat_u = cur_u >= thr
+    point_arr = _expected_grouped(p_u, yhat_u, cur_counts)
+    point = dict(zip(BINARY_METRICS, (float(v) for v in point_arr), strict=True))
+    mid_u = _midranks(cur_counts)
     rng = np.random.default_rng(seed)
+
+    if max(s_ref.size, s_cur.size) > _SIMULATE_MAX_ROWS:
+        var = _label_variance(p_u, yhat_u, cur_counts, mid_u)
+        if calibrate == "isotonic":
+            var = var + _calibration_variance(
+                ref_group, y_ref_f, ref_u, s_cur, thr, min(draws, _CAL_REFITS), rng
+            )
+        z = float(stats.norm.ppf(0.5 + conf / 2.0))
+        out: dict[str, EstimatedMetric] = {}
+        for j, k in enumerate(BINARY_METRICS):
+            v = point[k]
+            half = z * math.sqrt(float(var[j])) if math.isfinite(float(var[j])) else math.nan
+            if math.isfinite(v) and math.isfinite(half):
+                out[k] = EstimatedMetric(value=v, lo=max(0.0, v - half), hi=min(1.0, v + half))
+            else:
+                out[k] = EstimatedMetric(value=v, lo=math.nan, hi=math.nan)
+        return out
+
+    yhat = yhat_u[cur_group]
+    midranks = mid_u[cur_group]
+    p_rows = p_u[cur_group]
     n = s_cur.size
     chunk = max(1, _MAX_CHUNK_ELEMENTS // n)
     realised: dict[str, list[FloatArray]] = {k: [] for k in BINARY_METRICS}
@@ -290,24 +506,25 @@ def estimate_binary(
                 idx = rng.integers(0, n_ref, size=n_ref)
                 yb = y_ref_f[idx]
                 if yb.min() == yb.max():  # one class in the resample: keep the full fit
-                    probs[b] = p
+                    probs[b] = p_rows
                 else:
-                    probs[b] = _fit_calibrator(s_ref[idx], yb).predict(s_cur)
+                    kb, fb = _fit_isotonic_sorted(ref_group[idx], yb, ref_u)
+                    probs[b] = np.interp(cur_u, kb, fb)[cur_group]
         else:
-            probs = np.broadcast_to(p, (m, n))
+            probs = np.broadcast_to(p_rows, (m, n))
         got = _draw_metrics(rng.random((m, n)) < probs, yhat, midranks)
         for k in BINARY_METRICS:
             realised[k].append(got[k])
         done += m
 
-    out: dict[str, EstimatedMetric] = {}
+    result: dict[str, EstimatedMetric] = {}
     for k in BINARY_METRICS:
         lo, hi = _percentiles(np.concatenate(realised[k]), conf)
         v = point[k]
         if math.isfinite(v) and math.isfinite(lo):
             lo, hi = min(lo, v), max(hi, v)
-        out[k] = EstimatedMetric(value=v, lo=lo, hi=hi)
-    return out
+        result[k] = EstimatedMetric(value=v, lo=lo, hi=hi)
+    return result
 
 
 # ---------------------------------------------------------------- regression

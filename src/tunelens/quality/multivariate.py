@@ -13,8 +13,13 @@ as a whole (issue 3):
   rows of one distribution that in-sample bias alone is larger than the band). On
   the fitting half the numeric columns are standardised by their mean and standard
   deviation (a constant column is divided by 1), missing values become the mean (0
-  after standardising), and a PCA (``sklearn.decomposition.PCA``) keeps the fewest
-  components that explain ``variance`` of the variance. A row's reconstruction
+  after standardising), and a PCA (the eigenvectors of the covariance matrix, as
+  ``sklearn.decomposition.PCA(svd_solver="covariance_eigh")``) keeps the fewest
+  components that explain ``variance`` of the variance. A fitting half of more than
+  200 000 rows is used through a seeded random subsample of 200 000 of its rows
+  (the means, standard deviations and covariances of a few dozen columns are pinned
+  down by 2e5 rows to well below the band's width; every held-out and current row is
+  still scored). A row's reconstruction
   error is the Euclidean distance between the standardised row and its projection
   back from those components; the statistic is the mean over the current rows.
   When the correlation structure changes, current rows leave the reference's
@@ -90,7 +95,9 @@ __all__ = [
 
 #: Each sample needs at least this many rows (and the reference this many per chunk).
 MIN_ROWS = 10
-_BLOCK = 200_000  # rows per block when computing reconstruction errors
+_BLOCK = 262_144  # rows per block when computing reconstruction errors
+#: The PCA is fitted on at most this many rows of the reference's fitting half.
+_FIT_MAX_ROWS = 200_000
 
 
 @dataclass(frozen=True)
@@ -192,11 +199,13 @@ def _matrices(
             raise InputError(f"current[{col!r}]", f"is not numeric (dtype {cur_df[col].dtype})")
     mats: list[npt.NDArray[np.float64]] = []
     for df, name in ((ref_df, "reference"), (cur_df, "current")):
-        mat = np.empty((len(df), len(names)), dtype=np.float64)
+        # column by column into a column-major matrix: each copy is contiguous
+        cols = np.empty((len(names), len(df)), dtype=np.float64)
         for j, col in enumerate(names):
-            mat[:, j] = df[col].to_numpy(dtype=np.float64, na_value=np.nan)
-        if np.isinf(mat).any():
-            bad = names[int(np.argwhere(np.isinf(mat))[0, 1])]
+            cols[j] = df[col].to_numpy(dtype=np.float64, na_value=np.nan)
+        mat = cols.T
+        if np.isinf(cols).any():
+            bad = names[int(np.argwhere(np.isinf(cols))[0, 0])]
             raise InputError(f"{name}[{bad!r}]", "holds infinite values", "drop or clip them first")
         mats.append(mat)
     return mats[0], mats[1], tuple(str(c) for c in names)
@@ -217,15 +226,81 @@ def _check_int(value: Any, name: str, low: int) -> int:
 
 
 def _row_errors(
-    z: npt.NDArray[np.float64], mean: npt.NDArray[np.float64], comps: npt.NDArray[np.float64]
+    x: npt.NDArray[np.float64],
+    center: npt.NDArray[np.float64],
+    scale: npt.NDArray[np.float64],
+    mean: npt.NDArray[np.float64],
+    rest: npt.NDArray[np.float64],
 ) -> npt.NDArray[np.float64]:
-    """Euclidean distance of each row to its PCA reconstruction, in row blocks."""
-    out = np.empty(z.shape[0], dtype=np.float64)
-    for start in range(0, z.shape[0], _BLOCK):
-        block = z[start : start + _BLOCK] - mean
-        resid = block - (block @ comps.T) @ comps
-        out[start : start + _BLOCK] = np.sqrt(np.einsum("ij,ij->i", resid, resid))
+    """Distance of each standardised row to its PCA reconstruction, in row blocks.
+
+    ``rest`` holds, as columns, the orthonormal directions the kept components leave
+    out, so the residual's length is that of the projection on them:
+    ``|| (z - mean) @ rest ||`` with ``z = (x - center) / scale`` (a missing value: 0);
+    standardising and centring fold into one matrix product and an offset.
+    """
+    out = np.empty(x.shape[0], dtype=np.float64)
+    if rest.shape[1] == 0:
+        out.fill(0.0)
+        return out
+    weights = rest / scale[:, None]
+    offset = (center / scale + mean) @ rest
+    for start in range(0, x.shape[0], _BLOCK):
+        block = x[start : start + _BLOCK]
+        proj = block @ weights
+        if np.isnan(proj).any():  # a missing value (NaN spreads into its row's product)
+            proj = np.where(np.isnan(block), center, block) @ weights  # standardised to 0
+        proj -= offset
+        out[start : start + _BLOCK] = np.sqrt(np.einsum("ij,ij->i", proj, proj))
     return out
+
+
+def _principal_axes(
+    z: npt.NDArray[np.float64], variance: float
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], int]:
+    """PCA of ``z`` as scikit-learn's ``PCA(n_components=variance, svd_solver=
+    "covariance_eigh")``: the mean, every eigenvector of the covariance matrix as a
+    column (largest eigenvalue first) and how many of them to keep (the fewest whose
+    explained variance ratio sums to more than ``variance``)."""
+    n = z.shape[0]
+    mean = z.mean(axis=0)
+    cov = z.T @ z
+    cov -= n * np.outer(mean, mean)
+    cov /= n - 1
+    eigval, eigvec = np.linalg.eigh(cov)
+    eigval, eigvec = eigval[::-1], eigvec[:, ::-1]
+    eigval = np.maximum(eigval, 0.0)
+    ratio = eigval / eigval.sum()
+    keep = int(np.searchsorted(np.cumsum(ratio), variance, side="right")) + 1
+    return mean, eigvec, min(keep, z.shape[1])
+
+
+def _reconstruction_errors(
+    ref: npt.NDArray[np.float64], cur: npt.NDArray[np.float64], variance: float, seed: int
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], int]:
+    """Held-out reference errors (shuffled order), current errors, components kept."""
+    order = np.random.default_rng(seed).permutation(ref.shape[0])
+    n_fit = ref.shape[0] // 2
+    fit = ref[np.sort(order[: min(n_fit, _FIT_MAX_ROWS)])]
+    center = np.nanmean(fit, axis=0)
+    center = np.where(np.isnan(center), 0.0, center)  # a column that is all NaN
+    scale = np.nanstd(fit, axis=0)
+    scale = np.where(np.isfinite(scale) & (scale > 0), scale, 1.0)
+    z_fit = (fit - center) / scale
+    z_fit[np.isnan(z_fit)] = 0.0
+    del fit
+    d = z_fit.shape[1]
+    if d == 1 or not np.any(z_fit):
+        # one column (or no variation): no subspace to leave, keep no component
+        mean, axes, kept = np.zeros(d), np.eye(d), 0
+    else:
+        mean, axes, kept = _principal_axes(z_fit, variance)
+    del z_fit
+    rest = np.ascontiguousarray(axes[:, kept:])
+    # the held-out half keeps its shuffled order: the chunks below are random rows
+    err_ref = _row_errors(ref, center, scale, mean, rest)[order[n_fit:]]
+    err_cur = _row_errors(cur, center, scale, mean, rest)
+    return err_ref, err_cur, kept
 
 
 def reconstruction_drift(
@@ -279,33 +354,12 @@ def reconstruction_drift(
     _check_rows(ref.shape[0], "reference", max(2 * MIN_ROWS, 4 * n_chunks))
     _check_rows(cur.shape[0], "current", MIN_ROWS)
 
-    from sklearn.decomposition import PCA
+    # The products here are tall and thin (rows x a few dozen columns): memory-bound,
+    # so one BLAS thread is as fast as many, and many spin badly on a busy machine.
+    from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
-    order = np.random.default_rng(seed).permutation(ref.shape[0])
-    n_fit = ref.shape[0] // 2
-    fit, held = ref[order[:n_fit]], ref[order[n_fit:]]
-    center = np.nanmean(fit, axis=0)
-    center = np.where(np.isnan(center), 0.0, center)  # a column that is all NaN
-    scale = np.nanstd(fit, axis=0)
-    scale = np.where(np.isfinite(scale) & (scale > 0), scale, 1.0)
-
-    def standardise(x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-        z = (x - center) / scale
-        return np.where(np.isnan(z), 0.0, z)
-
-    z_fit = standardise(fit)
-    if z_fit.shape[1] == 1 or not np.any(z_fit):
-        # one column (or no variation): no subspace to leave, keep no component
-        mean = np.zeros(z_fit.shape[1])
-        comps = np.zeros((0, z_fit.shape[1]))
-    else:
-        pca = PCA(n_components=float(variance), svd_solver="covariance_eigh")
-        pca.fit(z_fit)
-        mean = np.asarray(pca.mean_, dtype=np.float64)
-        comps = np.asarray(pca.components_, dtype=np.float64)
-    del z_fit
-    err_ref = _row_errors(standardise(held), mean, comps)
-    err_cur = _row_errors(standardise(cur), mean, comps)
+    with threadpool_limits(limits=1, user_api="blas"):
+        err_ref, err_cur, kept = _reconstruction_errors(ref, cur, float(variance), seed)
 
     n_ref, n_cur = err_ref.size, err_cur.size
     chunk_means = np.array([c.mean() for c in np.array_split(err_ref, n_chunks)])
@@ -325,7 +379,7 @@ def reconstruction_drift(
         columns=names,
         n_reference=int(ref.shape[0]),
         n_current=n_cur,
-        n_components=int(comps.shape[0]),
+        n_components=kept,
     )
 
 

@@ -111,6 +111,34 @@ def _fmt(v: float) -> str:
     return f"{v:.4g}"
 
 
+def _more_distinct_than(ordered: FloatArray, k: int) -> bool:
+    """Whether the sorted values hold more than ``k`` distinct values."""
+    head = np.unique(ordered[np.linspace(0, ordered.size - 1, 4 * k + 2).astype(np.intp)])
+    if head.size > k:  # evenly spaced order statistics already differ
+        return True
+    return int(np.count_nonzero(ordered[1:] != ordered[:-1])) + 1 > k
+
+
+def _sorted_quantiles(ordered: FloatArray, qs: FloatArray) -> FloatArray:
+    """``np.quantile(values, qs)`` (linear method) of sorted values, without a partition.
+
+    Same arithmetic as NumPy: virtual index ``q * (n - 1)``, then its linear
+    interpolation (``a + (b - a) t``, or ``b - (b - a)(1 - t)`` when ``t >= 0.5``).
+    """
+    n = ordered.size
+    virtual = qs * (n - 1)
+    below = np.floor(virtual)
+    t = virtual - below
+    lo = below.astype(np.intp)
+    hi = np.minimum(lo + 1, n - 1)
+    a, b = ordered[lo], ordered[hi]
+    diff = b - a
+    out = a + diff * t
+    upper = t >= 0.5
+    out[upper] = b[upper] - diff[upper] * (1.0 - t[upper])
+    return np.asarray(out, dtype=np.float64)
+
+
 def _encode(name: str, column: pd.Series, bins: int) -> _Feature:
     """Codes per row and the condition text of each code."""
     dtype = column.dtype
@@ -125,13 +153,16 @@ def _encode(name: str, column: pd.Series, bins: int) -> _Feature:
         finite = x[~missing]
         if finite.size and not np.isfinite(finite).all():
             raise InputError(f"frame[{name!r}]", "holds infinite values", "drop or clip them")
-        distinct = np.unique(finite)
-        if distinct.size > _MAX_CODES:
+        ordered = np.sort(finite)
+        if ordered.size and _more_distinct_than(ordered, _MAX_CODES):
             qs = np.linspace(0.0, 1.0, bins + 1)[1:-1]
-            edges = np.unique(np.quantile(finite, qs))
-            codes = np.searchsorted(edges, x, side="right").astype(np.intp)
-            lo = [float(distinct[0]), *edges.tolist()]
-            hi = [*edges.tolist(), float(distinct[-1])]
+            edges = np.unique(_sorted_quantiles(ordered, qs))
+            # the bin is the number of edges at or below the value (a NaN: 0, moved below)
+            codes = np.zeros(x.size, dtype=np.intp)
+            for edge in edges:
+                codes += x >= edge
+            lo = [float(ordered[0]), *edges.tolist()]
+            hi = [*edges.tolist(), float(ordered[-1])]
             labels = [
                 f"{name} in [{_fmt(a)}, {_fmt(b)}{']' if i == len(edges) else ')'}"
                 for i, (a, b) in enumerate(zip(lo, hi, strict=True))
@@ -301,6 +332,7 @@ def find_weak_slices(
         raise InputError("pair_base", f"must be >= 1, got {pair_base}")
 
     e2 = e * e
+    binary_e = bool(np.array_equal(e2, e))  # 0/1 values: squares equal the values
     total_n, total_s, total_ss = float(n_rows), float(e.sum()), float(e2.sum())
     overall = total_s / total_n
     feats = [_encode(name, frame[name], bins) for name in names]
@@ -349,19 +381,37 @@ def find_weak_slices(
         seen: set[frozenset[tuple[int, int]]] = set()
         pn, ps, pss, an, as_, ass, bn, bs, bss = ([] for _ in range(9))
         pfeat, pcond = [], []
+        # Compact copies of the codes make the row gathers below cheap; with 0/1 errors
+        # one unweighted bincount of ``2 * code + error`` gives counts and sums at once.
+        small = [
+            f.codes.astype(np.uint8) if 2 * len(f.labels) + 1 < 256 else f.codes for f in feats
+        ]
+        e_u8 = e.astype(np.uint8) if binary_e else None
         for bi in base:
             fa, ca = int(fidx[bi]), int(cidx[bi])
             rows = np.flatnonzero(feats[fa].codes == ca)
             er, er2 = e[rows], e2[rows]
+            er_u8 = None if e_u8 is None else e_u8[rows]
             na_, sa_, ssa_ = float(n1[bi]), float(s1[bi]), float(ss1[bi])
             for fb, g in enumerate(feats):
                 if fb == fa:
                     continue
                 k = len(g.labels)
-                sub = g.codes[rows]
-                cnt = np.bincount(sub, minlength=k)
-                sm = np.bincount(sub, weights=er, minlength=k)
-                sq = np.bincount(sub, weights=er2, minlength=k)
+                sub = small[fb][rows]
+                if er_u8 is not None and sub.dtype == np.uint8:
+                    sub <<= 1
+                    sub |= er_u8
+                    both = np.bincount(sub, minlength=2 * k)
+                    cnt = both[0::2] + both[1::2]
+                    sm = sq = both[1::2].astype(np.float64)
+                else:
+                    cnt = np.bincount(sub, minlength=k)
+                    sm = np.asarray(np.bincount(sub, weights=er, minlength=k), dtype=np.float64)
+                    sq = (
+                        sm
+                        if binary_e
+                        else np.asarray(np.bincount(sub, weights=er2, minlength=k), np.float64)
+                    )
                 for cb in np.flatnonzero(cnt >= min_support):
                     key = frozenset({(fa, ca), (fb, int(cb))})
                     if key in seen or total_n - cnt[cb] < 2:
