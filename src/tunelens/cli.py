@@ -734,6 +734,17 @@ def report_command(
         bool,
         typer.Option("--no-current-labels", help="The current table has no labels yet."),
     ] = False,
+    drift_options: Annotated[
+        Path | None,
+        typer.Option(
+            "--drift-options",
+            help='JSON file of per-column drift overrides: {"x3": {"method": "psi", '
+            '"threshold": 0.2}}.',
+        ),
+    ] = None,
+    large_n: Annotated[
+        int, typer.Option("--large-n", help="Sample size at which drift uses distances.")
+    ] = 1000,
     seed: Annotated[int, typer.Option("--seed", help="Seed of every random step.")] = 0,
 ) -> None:
     """Analyse a model's quality on CURRENT against REFERENCE; write HTML and/or JSON.
@@ -746,6 +757,7 @@ def report_command(
 
     if task is not None and task not in ("binary", "multiclass", "regression"):
         raise InputError("--task", f"expected binary, multiclass or regression, got {task!r}")
+    overrides = _drift_overrides(drift_options)
     html_path = out if out is not None or json_path is not None else Path("report.html")
     console = _stderr() if json_path == "-" else stdout_console()
     with console.status("analysing", spinner="dots"):
@@ -761,6 +773,8 @@ def report_command(
             exclude=split_names(exclude),
             threshold=threshold,
             current_labels=not no_current_labels,
+            drift_options=overrides,
+            large_n=large_n,
             seed=seed,
         )
         doc = report.to_dict()
@@ -782,6 +796,24 @@ def report_command(
     if json_path == "-":
         sys.stdout.write(text + "\n")
     _print_report_summary(console, doc, written)
+
+
+def _drift_overrides(path: Path | None) -> dict[str, Any] | None:
+    if path is None:
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise InputError(f"--drift-options {path}", "no such file") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"--drift-options {path}", f"is not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise InputError(
+            f"--drift-options {path}",
+            "expected a JSON object of column -> overrides",
+            'e.g. {"x3": {"method": "psi", "threshold": 0.2}}',
+        )
+    return data
 
 
 def _print_report_summary(console: Console, doc: dict[str, Any], written: list[str]) -> None:

@@ -147,3 +147,21 @@ def test_missing_column_and_empty_file_exit_2(
     assert missing.code == 2 and "no such file" in missing.err
     assert not (tmp_path / "r.json").exists()
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_drift_options_override_a_column(
+    cli: Invoke, files: tuple[Path, Path], tmp_path: Path
+) -> None:
+    ref, cur = files
+    options = tmp_path / "drift.json"
+    options.write_text(json.dumps({"x0": {"method": "psi", "threshold": 0.9}}))
+    result = cli(*_args(ref, cur, "--json", "-", "--drift-options", options, "--large-n", "100"))
+    assert result.code == 0, result.err
+    x0 = json.loads(result.out)["drift"]["features"]["x0"]
+    assert (x0["method"], x0["threshold"], x0["drifted"]) == ("psi", 0.9, False)
+    options.write_text(json.dumps({"x0": {"method": "cosine"}}))
+    bad = cli(*_args(ref, cur, "--json", "-", "--drift-options", options))
+    assert bad.code == 2 and "x0" in bad.err and "method" in bad.err
+    options.write_text("[1, 2]")
+    bad = cli(*_args(ref, cur, "--json", "-", "--drift-options", options))
+    assert bad.code == 2 and "expected a JSON object" in bad.err

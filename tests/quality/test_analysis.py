@@ -249,7 +249,14 @@ def test_the_document_follows_the_schema_for_every_task() -> None:
     ]
     for doc in docs:
         _check_schema(doc)
-    assert docs[0]["estimated"] is not None and docs[1]["estimated"] is None
+    assert docs[0]["estimated"] is not None and docs[1]["estimated"] is not None
+    assert set(docs[1]["estimated"]["realised"]) == {
+        "accuracy",
+        "precision",
+        "recall",
+        "f1",
+        "roc_auc",
+    }
 
 
 def test_to_json_round_trips_and_writes_atomically(tmp_path: Any) -> None:

@@ -331,3 +331,64 @@ def test_regression_bad_input_names_argument(kwargs: dict[str, object], name: st
 def test_docstring_examples() -> None:
     result = doctest.testmod(estimate_module, extraglobs={"np": np})
     assert result.failed == 0 and result.attempted > 0
+
+
+# ---------------------------------------------------------------- multiclass
+
+
+def _multiclass_world(n: int, seed: int, shift: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """Three classes; scores are the true probabilities distorted by a power (so they
+    need calibrating) and renormalised; ``shift`` moves x0 (covariate shift)."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 2))
+    x[:, 0] += shift
+    logits = np.column_stack([x[:, 0], x[:, 1], -x[:, 0] - x[:, 1]]) * 1.5
+    P = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    y = np.minimum((rng.random((n, 1)) > np.cumsum(P, axis=1)).sum(axis=1), 2)
+    S = P**1.3
+    return y, S / S.sum(axis=1, keepdims=True)
+
+
+def test_multiclass_estimates_under_covariate_shift() -> None:
+    from sklearn.metrics import accuracy_score
+
+    from tunelens.quality.estimate import estimate_multiclass
+
+    inside = 0
+    for seed in range(6):
+        y_ref, s_ref = _multiclass_world(20_000, seed)
+        y_cur, s_cur = _multiclass_world(20_000, 50 + seed, shift=0.8)
+        est = estimate_multiclass(y_ref, s_ref, s_cur, seed=seed)
+        pred = s_cur.argmax(axis=1)
+        realised = {
+            "accuracy": accuracy_score(y_cur, pred),
+            "precision": precision_score(y_cur, pred, average="macro"),
+            "recall": recall_score(y_cur, pred, average="macro"),
+            "f1": f1_score(y_cur, pred, average="macro"),
+            "roc_auc": roc_auc_score(y_cur, s_cur, multi_class="ovr"),
+        }
+        for name, value in realised.items():
+            assert abs(est[name].value - value) < 0.015, (seed, name)
+            assert est[name].lo <= est[name].value <= est[name].hi
+            inside += est[name].lo <= value <= est[name].hi
+    assert inside >= 0.7 * 6 * 5
+
+
+def test_multiclass_labels_and_predictions_by_name() -> None:
+    from tunelens.quality.estimate import estimate_multiclass
+
+    y_ref, s_ref = _multiclass_world(3000, 1)
+    _, s_cur = _multiclass_world(2000, 2)
+    names = np.array(["cat", "dog", "fox"])
+    by_index = estimate_multiclass(y_ref, s_ref, s_cur)
+    by_name = estimate_multiclass(
+        names[y_ref], s_ref, s_cur, classes=names, current_pred=names[s_cur.argmax(axis=1)]
+    )
+    for key in by_index:
+        assert by_name[key].value == pytest.approx(by_index[key].value, abs=1e-12)
+    with pytest.raises(ValueError, match="classes"):
+        estimate_multiclass(y_ref, s_ref[:, :2], s_cur)
+    with pytest.raises(ValueError, match="current_pred"):
+        estimate_multiclass(y_ref, s_ref, s_cur, current_pred=np.full(2000, 7))
+    with pytest.raises(ValueError, match="every class"):
+        estimate_multiclass(np.where(y_ref == 2, 0, y_ref), s_ref, s_cur, classes=[0, 1, 2])

@@ -24,7 +24,8 @@ prediction, optionally its scores, and the features:
    prediction (of the score, when there is one) and of the target, and one
    multivariate check (:mod:`tunelens.quality.multivariate`).
 4. **Label-free estimates** of the current performance
-   (:mod:`tunelens.quality.estimate`), beside the realised values.
+   (:mod:`tunelens.quality.estimate`: binary and multiclass from the scores, regression
+   MAE from a model of the error), beside the realised values.
 5. **Weak slices** of the current data (:func:`tunelens.quality.slices.find_weak_slices`).
 6. **Findings** ranked by severity, in plain words with the numbers and an action.
 
@@ -75,7 +76,12 @@ from tunelens.metrics import (
 )
 from tunelens.quality._tables import as_frame
 from tunelens.quality.drift import ColumnDrift, DatasetDrift, column_drift, dataset_drift
-from tunelens.quality.estimate import EstimatedMetric, estimate_binary, estimate_regression_mae
+from tunelens.quality.estimate import (
+    EstimatedMetric,
+    estimate_binary,
+    estimate_multiclass,
+    estimate_regression_mae,
+)
 from tunelens.quality.intervals import (
     average_precision_interval,
     confusion_bootstrap,
@@ -941,7 +947,7 @@ def _findings(
         out.append(
             Finding(
                 kind="weak_slice",
-                severity="high" if s.gap >= 0.15 else "medium" if s.gap >= 0.05 else "low",
+                severity=_slice_severity(s),
                 where=s.condition,
                 evidence=(
                     f"{what} {value} on {s.rows:,} rows against {whole_text} overall "
@@ -969,6 +975,12 @@ def _findings(
                 )
             )
     return rank(out)
+
+
+def _slice_severity(s: Slice) -> Literal["high", "medium", "low"]:
+    """By the gap: absolute for error rates, relative to the overall mean for losses."""
+    gap = s.gap if s.metric == "error_rate" else s.gap / max(abs(s.value - s.gap), 1e-12) / 2
+    return "high" if gap >= 0.15 else "medium" if gap >= 0.08 else "low"
 
 
 def _drift_strength(d: ColumnDrift) -> float:
@@ -1330,8 +1342,23 @@ def analyse(
                 }
             except (InputError, ValueError) as exc:
                 notes.append(f"label-free MAE estimate skipped: {exc}")
-        elif estimate and task == "multiclass":
-            notes.append("label-free estimates are not computed for multiclass tasks yet")
+        elif estimate and task == "multiclass" and s_ref is not None and s_cur is not None:
+            assert y_ref is not None
+            present = set(pd.unique(y_ref).tolist())
+            if all(c in present for c in classes):
+                estimated = estimate_multiclass(
+                    y_ref,
+                    s_ref,
+                    s_cur,
+                    classes=np.asarray(classes, dtype=object),
+                    current_pred=p_cur,
+                    confidence=confidence,
+                    seed=seed,
+                )
+            else:
+                notes.append(
+                    "label-free estimate skipped: a class is predicted but never a reference label"
+                )
 
     # ---- slices
     found: list[Slice] = []
