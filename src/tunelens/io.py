@@ -20,7 +20,7 @@ import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal, overload
 
 import numpy as np
 import pyarrow as pa
@@ -28,9 +28,13 @@ import pyarrow.compute as pc
 
 from tunelens.errors import InputError
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 __all__ = [
     "DEFAULT_BATCH_ROWS",
     "Batch",
+    "ParquetColumns",
     "TableFile",
     "column_to_float",
     "column_to_strings",
@@ -349,6 +353,84 @@ def read_table(path: str | Path) -> pa.Table:
         )
     except pa.ArrowInvalid as exc:
         raise InputError(str(path), f"cannot read CSV: {_first_line(exc)}") from None
+
+
+class ParquetColumns:
+    """A Parquet file as a read-only table whose columns are read when asked for.
+
+    It answers ``columns``, ``len()``, ``table[name]`` (a pandas Series) and
+    ``table[[a, b]]`` (a DataFrame), so analyses that go column by column (drift,
+    slices, the multivariate check) hold one column of a large file at a time instead
+    of the whole table: the peak memory of a report on two million-row files is then
+    set by the work, not by the data. Each access decodes the column again (a few
+    milliseconds for a million numbers); text columns arrive as pandas categoricals.
+    Safe to read from several threads.
+
+    Args:
+        path: the Parquet file (checked as by `open_table`).
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        import threading
+
+        import pandas as pd
+        import pyarrow.parquet as pq
+
+        table = open_table(path)
+        if table.format != "parquet":
+            raise InputError(str(path), "is not a Parquet file")
+        self.path = table.path
+        self.schema = table.schema
+        self._rows = table.total_rows
+        self._text = [
+            f.name
+            for f in table.schema
+            if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)
+        ]
+        self._file = pq.ParquetFile(self.path, read_dictionary=self._text)
+        self._lock = threading.Lock()
+        self.columns = pd.Index(table.columns)
+        self.attrs: dict[str, object] = {}
+
+    def __len__(self) -> int:
+        return self._rows
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.columns
+
+    def arrow_type(self, name: str) -> pa.DataType:
+        """The column's Arrow type, without reading it."""
+        return self.schema.field(name).type
+
+    def _read(self, names: list[str]) -> pa.Table:
+        try:
+            with self._lock:
+                return self._file.read(columns=names, use_threads=False)
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise InputError(str(self.path), f"cannot read Parquet: {_first_line(exc)}") from None
+
+    @overload
+    def __getitem__(self, key: str) -> pd.Series: ...
+
+    @overload
+    def __getitem__(self, key: list[str]) -> pd.DataFrame: ...
+
+    def __getitem__(self, key: str | list[str]) -> pd.Series | pd.DataFrame:
+        """One column as a pandas Series, or several as a DataFrame."""
+
+        if isinstance(key, str):
+            if key not in self.columns:
+                raise KeyError(key)
+            column = self._read([key]).column(0)
+            series: pd.Series = column.to_pandas()
+            series.name = key
+            return series
+        names = [str(k) for k in key]
+        missing = [k for k in names if k not in self.columns]
+        if missing:
+            raise KeyError(missing[0])
+        frame: pd.DataFrame = self._read(names).to_pandas(split_blocks=True, self_destruct=True)
+        return frame
 
 
 def _open_csv(path: Path) -> TableFile:

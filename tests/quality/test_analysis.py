@@ -14,6 +14,7 @@ from scipy import stats
 from sklearn import metrics as skm
 
 from tunelens.errors import InputError
+from tunelens.metrics import expected_calibration_error
 from tunelens.quality import SCHEMA, analyse
 
 
@@ -389,6 +390,9 @@ def test_curves_are_thinned_and_right() -> None:
     gaps = np.abs(np.array(cal["mean_predicted"]) - np.array(cal["fraction_positive"]))
     assert float(np.average(gaps, weights=cal["count"])) < 0.02
     assert cal["ece"] == pytest.approx(float(np.average(gaps, weights=cal["count"])), abs=1e-9)
+    assert cal["ece"] == pytest.approx(
+        expected_calibration_error(cur.y, cur.score, n_bins=10), abs=1e-12
+    )
     dist = doc["curves"]["score_distribution"]
     assert sum(sum(v) for v in dist["current"].values()) == 20_000
     assert set(dist["current"]) == {"0", "1"}
@@ -516,3 +520,43 @@ def test_labels_of_mixed_types_and_string_classes() -> None:
         skm.roc_auc_score(y == "churn", cur["score"]), abs=1e-12
     )
     assert math.isfinite(report.metrics["current"]["log_loss"])
+
+
+def test_parquet_columns_read_one_column_at_a_time(tmp_path: Any) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tunelens.io import ParquetColumns
+
+    frame = binary_table(5000, 3)
+    frame.to_parquet(tmp_path / "t.parquet")
+    lazy = ParquetColumns(tmp_path / "t.parquet")
+    assert len(lazy) == 5000 and list(lazy.columns) == list(frame.columns)
+    assert "x0" in lazy and "nope" not in lazy
+    pd.testing.assert_series_equal(lazy["x1"], frame["x1"], check_names=True)
+    assert lazy["c0"].dtype == "category"
+    assert list(lazy["c0"].astype(str)) == list(frame["c0"])
+    both = lazy[["x0", "y"]]
+    assert list(both.columns) == ["x0", "y"] and both["y"].sum() == frame["y"].sum()
+    with ThreadPoolExecutor(4) as pool:
+        sums = list(pool.map(lambda c: float(lazy[c].sum()), ["x0", "x1", "x2", "x3"] * 5))
+    assert sums[:4] == [float(frame[c].sum()) for c in ["x0", "x1", "x2", "x3"]]
+    with pytest.raises(KeyError):
+        lazy["nope"]
+    (tmp_path / "t.csv").write_text("a,b\n1,2\n")
+    with pytest.raises(InputError, match="not a Parquet file"):
+        ParquetColumns(tmp_path / "t.csv")
+    # a report from the path equals the report from the frame
+    cur = binary_table(4000, 4, shift=0.5)
+    a = analyse(frame, cur, target="y", prediction="pred", score="score").to_dict()
+    b = analyse(tmp_path / "t.parquet", cur, target="y", prediction="pred", score="score")
+    assert b.to_dict()["metrics"] == a["metrics"]
+    assert b.to_dict()["drift"]["features"]["c0"] == a["drift"]["features"]["c0"]
+
+
+def test_calibrated_scores_are_not_recalibrated() -> None:
+    from tunelens.quality.estimate import needs_calibration
+
+    ref = binary_table(20_000, 1)
+    assert not needs_calibration(ref["y"], ref["score"])
+    assert needs_calibration(ref["y"], ref["score"] ** 3)
+    assert needs_calibration(ref["y"], ref["score"] * 4 - 1)  # not probabilities

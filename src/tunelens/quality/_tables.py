@@ -16,6 +16,11 @@ def as_frame(data: Any, name: str) -> pd.DataFrame:
     (pyarrow tables) or what ``pandas.DataFrame()`` accepts; else `InputError` naming it."""
     if isinstance(data, pd.DataFrame):
         return data
+    from tunelens.io import ParquetColumns
+
+    if isinstance(data, ParquetColumns):
+        # read column by column on demand; it answers what the analyses ask of a frame
+        return data  # type: ignore[return-value]
     if hasattr(data, "to_pandas"):
         converted = data.to_pandas()
         if isinstance(converted, pd.DataFrame):

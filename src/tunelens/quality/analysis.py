@@ -52,6 +52,7 @@ import os
 import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,7 +70,6 @@ from tunelens.metrics import (
     UndefinedMetricWarning,
     classification_metrics,
     confusion_matrix,
-    expected_calibration_error,
     mean_absolute_error,
     r2_score,
     root_mean_squared_error,
@@ -350,8 +350,12 @@ def _drift_entry(d: ColumnDrift) -> dict[str, Any]:
 
 def _load(data: Any, name: str) -> pd.DataFrame:
     if isinstance(data, str | os.PathLike):
-        from tunelens.io import read_table
+        from tunelens.io import ParquetColumns, open_table, read_table
 
+        if open_table(Path(data)).format == "parquet":
+            lazy = ParquetColumns(Path(data))
+            lazy.attrs[_ROW_BASE] = 1
+            return as_frame(lazy, name)
         loaded = as_frame(read_table(Path(data)), name)
         loaded.attrs[_ROW_BASE] = 1  # error messages count data rows of the file from 1
         return loaded
@@ -696,10 +700,12 @@ def _counts_by_threshold(
     return thresholds, tps, fps
 
 
-def _binary_curves(y_bin: FloatArray, s: FloatArray) -> dict[str, Any]:
+def _binary_curves(
+    y_bin: FloatArray, s: FloatArray, counts: tuple[FloatArray, FloatArray, FloatArray]
+) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if 0 < y_bin.sum() < y_bin.size:
-        _, tps, fps = _counts_by_threshold(y_bin, s)
+        _, tps, fps = counts
         fpr = np.concatenate([[0.0], fps / fps[-1]])
         tpr = np.concatenate([[0.0], tps / tps[-1]])
         auc = float(np.trapezoid(tpr, fpr))
@@ -715,18 +721,20 @@ def _binary_curves(y_bin: FloatArray, s: FloatArray) -> dict[str, Any]:
         )
         out["pr"] = {"recall": rx, "precision": py, "ap": ap}
     if s.size and s.min() >= 0.0 and s.max() <= 1.0 and 0 < y_bin.sum() < y_bin.size:
+        # 10 equal-width bins, a value on an inner edge in the lower bin (as
+        # tunelens.metrics.expected_calibration_error and scikit-learn bin)
         edges = np.linspace(0.0, 1.0, _CAL_BINS + 1)
-        idx = np.clip(np.searchsorted(edges[1:-1], s, side="right"), 0, _CAL_BINS - 1)
+        idx = np.searchsorted(edges[1:-1], s, side="left")
         count = np.bincount(idx, minlength=_CAL_BINS)
         sum_p = np.bincount(idx, weights=s, minlength=_CAL_BINS)
         sum_y = np.bincount(idx, weights=y_bin, minlength=_CAL_BINS)
         keep = count > 0
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UndefinedMetricWarning)
-            ece = float(expected_calibration_error(y_bin, s, n_bins=_CAL_BINS))
+        mean_p = sum_p[keep] / count[keep]
+        frac = sum_y[keep] / count[keep]
+        ece = float(np.sum(count[keep] * np.abs(frac - mean_p)) / s.size)
         out["calibration"] = {
-            "mean_predicted": (sum_p[keep] / count[keep]).tolist(),
-            "fraction_positive": (sum_y[keep] / count[keep]).tolist(),
+            "mean_predicted": mean_p.tolist(),
+            "fraction_positive": frac.tolist(),
             "count": count[keep].astype(int).tolist(),
             "ece": ece,
         }
@@ -749,10 +757,15 @@ def _counts_at(y_bin: FloatArray, s: FloatArray, t: float) -> dict[str, float]:
     }
 
 
-def _threshold_block(y_bin: FloatArray, s: FloatArray, threshold: float) -> dict[str, Any] | None:
+def _threshold_block(
+    y_bin: FloatArray,
+    s: FloatArray,
+    threshold: float,
+    counts: tuple[FloatArray, FloatArray, FloatArray],
+) -> dict[str, Any] | None:
     if not 0 < y_bin.sum() < y_bin.size:
         return None
-    thresholds, tps, fps = _counts_by_threshold(y_bin, s)
+    thresholds, tps, fps = counts
     f1 = 2 * tps / (tps + fps + tps[-1])
     best = float(thresholds[int(np.argmax(f1))])
     return {
@@ -1096,6 +1109,7 @@ def analyse(
             that the reference never shows, an empty table, a bad argument.
     """
     timer = _Timer()
+    started = time.perf_counter()
     if not 0.0 < float(confidence) < 1.0:
         raise InputError("confidence", f"expected 0 < confidence < 1, got {confidence!r}")
     if task is not None and task not in ("binary", "multiclass", "regression"):
@@ -1180,49 +1194,13 @@ def analyse(
     cur = _Side("current", len(cur_df), y_cur, p_cur, s_cur)
     has_labels = y_cur is not None
 
-    # ---- metrics and intervals
+    # ---- metrics and intervals, curves and the threshold (one job on the pool below)
     metrics: dict[str, dict[str, float]] = {}
     intervals: dict[str, dict[str, tuple[float, float]]] = {}
     methods: dict[str, str] = {}
     confusion: dict[str, Any] | None = None
     per_class: dict[str, dict[str, dict[str, float]]] | None = None
-    with timer.step("metrics"):
-        sides = [ref, cur] if has_labels else [ref]
-        cms: dict[str, FloatArray] = {}
-        for side in sides:
-            if task == "regression":
-                m, iv, meth = _regression_block(side, confidence)
-            else:
-                m, iv, meth, cm = _classification_block(
-                    side, task, classes, positive, confidence, seed
-                )
-                cms[side.name] = cm
-            metrics[side.name] = m
-            intervals[side.name] = iv
-            methods.update(meth)
-        if task != "regression":
-            confusion = {"labels": [_label(c) for c in classes]}
-            for name, cm in cms.items():
-                confusion[name] = cm.astype(np.int64).tolist()
-        if task == "multiclass":
-            per_class = {name: _per_class(cm, classes) for name, cm in cms.items()}
-        comparison = (
-            _compare(
-                metrics["reference"],
-                metrics["current"],
-                intervals["reference"],
-                intervals["current"],
-                methods,
-                confidence,
-            )
-            if has_labels
-            else ()
-        )
-        if not has_labels:
-            metrics["current"] = {}
-            intervals["current"] = {}
-
-    # ---- curves and the threshold
+    comparison: tuple[MetricComparison, ...] = ()
     curves: dict[str, Any] = {
         "roc": None,
         "pr": None,
@@ -1232,151 +1210,198 @@ def analyse(
         "error_distribution": None,
     }
     threshold_block: dict[str, Any] | None = None
-    with timer.step("curves"):
-        if task == "binary" and s_ref is not None and s_cur is not None:
-            per_side: dict[str, dict[str, Any]] = {}
+    sides = [ref, cur] if has_labels else [ref]
+    curve_notes: list[str] = []
+
+    def run_metrics_and_curves() -> None:
+        nonlocal confusion, per_class, comparison, threshold_block
+        with timer.step("metrics"):
+            cms: dict[str, FloatArray] = {}
             for side in sides:
-                assert side.y is not None and side.score is not None
-                per_side[side.name] = _binary_curves(
-                    (side.y == positive).astype(np.float64), side.score
+                if task == "regression":
+                    m, iv, meth = _regression_block(side, confidence)
+                else:
+                    m, iv, meth, cm = _classification_block(
+                        side, task, classes, positive, confidence, seed
+                    )
+                    cms[side.name] = cm
+                metrics[side.name] = m
+                intervals[side.name] = iv
+                methods.update(meth)
+            if task != "regression":
+                confusion = {"labels": [_label(c) for c in classes]}
+                for name, cm in cms.items():
+                    confusion[name] = cm.astype(np.int64).tolist()
+            if task == "multiclass":
+                per_class = {name: _per_class(cm, classes) for name, cm in cms.items()}
+            comparison = (
+                _compare(
+                    metrics["reference"],
+                    metrics["current"],
+                    intervals["reference"],
+                    intervals["current"],
+                    methods,
+                    confidence,
                 )
-            for key in ("roc", "pr", "calibration"):
-                got = {name: c[key] for name, c in per_side.items() if key in c}
-                curves[key] = got or None
-            curves["score_distribution"] = _histograms(
-                {"reference": s_ref, "current": s_cur},
-                {"reference": y_ref, "current": y_cur},
+                if has_labels
+                else ()
             )
-            if has_labels:
-                assert y_cur is not None
-                threshold_block = _threshold_block(
-                    (y_cur == positive).astype(np.float64), s_cur, threshold
+            if not has_labels:
+                metrics["current"] = {}
+                intervals["current"] = {}
+
+        # ---- curves and the threshold
+        with timer.step("curves"):
+            if task == "binary" and s_ref is not None and s_cur is not None:
+                per_side: dict[str, dict[str, Any]] = {}
+                side_counts: dict[str, tuple[FloatArray, FloatArray, FloatArray]] = {}
+                for side in sides:
+                    assert side.y is not None and side.score is not None
+                    y_side = (side.y == positive).astype(np.float64)
+                    side_counts[side.name] = _counts_by_threshold(y_side, side.score)
+                    per_side[side.name] = _binary_curves(y_side, side.score, side_counts[side.name])
+                for key in ("roc", "pr", "calibration"):
+                    got = {name: c[key] for name, c in per_side.items() if key in c}
+                    curves[key] = got or None
+                curves["score_distribution"] = _histograms(
+                    {"reference": s_ref, "current": s_cur},
+                    {"reference": y_ref, "current": y_cur},
                 )
-            disagree = float(np.mean((s_cur >= threshold) != (p_cur == positive)))
-            if disagree > 0.005:
-                notes.append(
-                    f"the prediction column differs from score >= {threshold:g} on "
-                    f"{disagree:.1%} of current rows; estimates assume that rule "
-                    "(set `threshold`)"
-                )
-        elif task == "regression":
-            rng = np.random.default_rng(seed)
-            residuals: dict[str, Any] = {}
-            errors: dict[str, FloatArray] = {}
-            for side in sides:
-                assert side.y is not None
-                err = side.y.astype(np.float64) - side.pred.astype(np.float64)
-                errors[side.name] = err
-                take = (
-                    np.sort(rng.choice(side.n, _RESIDUAL_SAMPLE, replace=False))
-                    if side.n > _RESIDUAL_SAMPLE
-                    else np.arange(side.n)
-                )
-                pr, rs = _thin(side.pred[take].astype(np.float64), err[take], limit=10**9)
-                residuals[side.name] = {"prediction": pr, "residual": rs}
-            curves["residuals"] = residuals
-            hist = _histograms(errors, {})
-            curves["error_distribution"] = {
-                "edges": hist["edges"],
-                **{name: hist[name]["all"] for name in errors},
-            }
+                if has_labels:
+                    assert y_cur is not None
+                    threshold_block = _threshold_block(
+                        (y_cur == positive).astype(np.float64),
+                        s_cur,
+                        threshold,
+                        side_counts["current"],
+                    )
+                del side_counts  # 3 arrays of up to n values per side
+                disagree = float(np.mean((s_cur >= threshold) != (p_cur == positive)))
+                if disagree > 0.005:
+                    curve_notes.append(
+                        f"the prediction column differs from score >= {threshold:g} on "
+                        f"{disagree:.1%} of current rows; estimates assume that rule "
+                        "(set `threshold`)"
+                    )
+            elif task == "regression":
+                rng = np.random.default_rng(seed)
+                residuals: dict[str, Any] = {}
+                errors: dict[str, FloatArray] = {}
+                for side in sides:
+                    assert side.y is not None
+                    err = side.y.astype(np.float64) - side.pred.astype(np.float64)
+                    errors[side.name] = err
+                    take = (
+                        np.sort(rng.choice(side.n, _RESIDUAL_SAMPLE, replace=False))
+                        if side.n > _RESIDUAL_SAMPLE
+                        else np.arange(side.n)
+                    )
+                    pr, rs = _thin(side.pred[take].astype(np.float64), err[take], limit=10**9)
+                    residuals[side.name] = {"prediction": pr, "residual": rs}
+                curves["residuals"] = residuals
+                hist = _histograms(errors, {})
+                curves["error_distribution"] = {
+                    "edges": hist["edges"],
+                    **{name: hist[name]["all"] for name in errors},
+                }
 
     # ---- drift
     excluded = {target, prediction, *score_cols, *exclude}
     feature_cols = _feature_columns(ref_df, cur_df, features, excluded, notes)
-    drift: DatasetDrift | None = None
-    prediction_drift: ColumnDrift | None = None
-    target_drift: ColumnDrift | None = None
-    mv: MultivariateDrift | None = None
-    with timer.step("drift"):
-        if feature_cols:
-            drift = dataset_drift(
+    # The four analyses below are independent; they run on two threads (their numpy,
+    # SciPy and Arrow work releases the GIL), each step's notes kept in a fixed order.
+    step_notes: dict[str, list[str]] = {k: [] for k in ("drift", "mv", "estimate", "slices")}
+
+    def run_drift() -> tuple[DatasetDrift | None, ColumnDrift | None, ColumnDrift | None]:
+        with timer.step("drift"):
+            drift = None
+            if feature_cols:
+                drift = dataset_drift(
+                    ref_df,
+                    cur_df,
+                    columns=feature_cols,
+                    per_column=drift_options,
+                    share=drift_share,
+                    large_n=large_n,
+                )
+            if task == "binary" and s_ref is not None and s_cur is not None:
+                prediction_drift = column_drift(s_ref, s_cur, kind="numeric", large_n=large_n)
+            else:
+                kind = "numeric" if task == "regression" else "categorical"
+                prediction_drift = column_drift(p_ref, p_cur, kind=kind, large_n=large_n)
+            target_drift = None
+            if y_cur is not None:
+                kind = "numeric" if task == "regression" else "categorical"
+                target_drift = column_drift(y_ref, y_cur, kind=kind, large_n=large_n)
+        return drift, prediction_drift, target_drift
+
+    numeric = [c for c in feature_cols if _kind(ref_df, c) == "number"]
+
+    def run_multivariate() -> MultivariateDrift | None:
+        with timer.step("multivariate"):
+            if multivariate is not None and len(numeric) >= 2:
+                check: Callable[..., MultivariateDrift] = (
+                    reconstruction_drift if multivariate == "pca" else domain_classifier_drift
+                )
+                try:
+                    return check(ref_df, cur_df, columns=numeric, seed=seed)
+                except InputError as exc:
+                    step_notes["mv"].append(f"multivariate drift skipped: {exc}")
+            elif multivariate is not None:
+                step_notes["mv"].append("multivariate drift skipped: fewer than 2 numeric features")
+        return None
+
+    def run_estimate() -> dict[str, EstimatedMetric] | None:
+        with timer.step("estimate"):
+            return _estimates(
+                task,
+                estimate,
+                y_ref,
+                p_ref,
+                p_cur,
+                s_ref,
+                s_cur,
+                classes,
+                positive,
+                threshold,
+                confidence,
+                seed,
                 ref_df,
                 cur_df,
-                columns=feature_cols,
-                per_column=drift_options,
-                share=drift_share,
-                large_n=large_n,
+                numeric,
+                step_notes["estimate"],
             )
-        if task == "binary" and s_ref is not None and s_cur is not None:
-            prediction_drift = column_drift(s_ref, s_cur, kind="numeric", large_n=large_n)
-        else:
-            kind = "numeric" if task == "regression" else "categorical"
-            prediction_drift = column_drift(p_ref, p_cur, kind=kind, large_n=large_n)
-        if y_cur is not None:
-            kind = "numeric" if task == "regression" else "categorical"
-            target_drift = column_drift(y_ref, y_cur, kind=kind, large_n=large_n)
-    with timer.step("multivariate"):
-        numeric = [c for c in feature_cols if _is_number_column(ref_df[c])]
-        if multivariate is not None and len(numeric) >= 2:
-            check: Callable[..., MultivariateDrift] = (
-                reconstruction_drift if multivariate == "pca" else domain_classifier_drift
-            )
-            try:
-                mv = check(ref_df, cur_df, columns=numeric, seed=seed)
-            except InputError as exc:
-                notes.append(f"multivariate drift skipped: {exc}")
-        elif multivariate is not None:
-            notes.append("multivariate drift skipped: fewer than 2 numeric features")
 
-    # ---- label-free estimates
-    estimated: dict[str, EstimatedMetric] | None = None
-    with timer.step("estimate"):
-        if estimate and task == "binary" and s_ref is not None and s_cur is not None:
-            y_bin = (y_ref == positive).astype(np.float64)
-            if 0 < y_bin.sum() < y_bin.size:
-                estimated = estimate_binary(
-                    y_bin, s_ref, s_cur, threshold=threshold, confidence=confidence, seed=seed
-                )
-            else:
-                notes.append("label-free estimate skipped: the reference has one class")
-        elif estimate and task == "regression":
-            numeric = [c for c in feature_cols if _is_number_column(ref_df[c])]
-            X_ref = ref_df[numeric].to_numpy(dtype=np.float64, na_value=np.nan)
-            X_cur = cur_df[numeric].to_numpy(dtype=np.float64, na_value=np.nan)
-            try:
-                estimated = {
-                    "mae": estimate_regression_mae(
-                        X_ref, y_ref, p_ref, X_cur, p_cur, confidence=confidence, seed=seed
-                    )
-                }
-            except (InputError, ValueError) as exc:
-                notes.append(f"label-free MAE estimate skipped: {exc}")
-        elif estimate and task == "multiclass" and s_ref is not None and s_cur is not None:
-            assert y_ref is not None
-            present = set(pd.unique(y_ref).tolist())
-            if all(c in present for c in classes):
-                estimated = estimate_multiclass(
-                    y_ref,
-                    s_ref,
-                    s_cur,
-                    classes=np.asarray(classes, dtype=object),
-                    current_pred=p_cur,
-                    confidence=confidence,
-                    seed=seed,
-                )
-            else:
-                notes.append(
-                    "label-free estimate skipped: a class is predicted but never a reference label"
-                )
-
-    # ---- slices
-    found: list[Slice] = []
-    with timer.step("slices"):
-        if slices and y_cur is not None and feature_cols:
+    def run_slices() -> list[Slice]:
+        with timer.step("slices"):
+            if not (slices and y_cur is not None and feature_cols):
+                return []
             if task == "regression":
                 errs: FloatArray = np.abs(y_cur - p_cur.astype(np.float64))
                 metric = "loss"
             else:
                 errs = (y_cur != p_cur).astype(np.float64)
                 metric = "error_rate"
-            if 0 < np.count_nonzero(errs) < errs.size:
-                found = find_weak_slices(
-                    cur_df[feature_cols].reset_index(drop=True),
-                    errors=errs,
-                    top=max_slices,
-                    metric=metric,
-                )
+            if not 0 < np.count_nonzero(errs) < errs.size:
+                return []
+            return find_weak_slices(
+                cur_df, errors=errs, features=feature_cols, top=max_slices, metric=metric
+            )
+
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="tunelens-analyse") as pool:
+        slices_job = pool.submit(run_slices)
+        metrics_job = pool.submit(run_metrics_and_curves)
+        drift_job = pool.submit(run_drift)
+        mv_job = pool.submit(run_multivariate)
+        estimate_job = pool.submit(run_estimate)
+        drift, prediction_drift, target_drift = drift_job.result()
+        mv = mv_job.result()
+        estimated = estimate_job.result()
+        found = slices_job.result()
+        metrics_job.result()
+    notes.extend(curve_notes)
+    for key in ("drift", "mv", "estimate", "slices"):
+        notes.extend(step_notes[key])
 
     with timer.step("findings"):
         findings = _findings(
@@ -1392,7 +1417,8 @@ def analyse(
             curves,
             has_labels,
         )
-    timer.timings["total"] = sum(timer.timings.values())
+    # the steps after curves overlap on two threads: the total is the wall time
+    timer.timings["total"] = time.perf_counter() - started
     columns = {
         "target": target,
         "prediction": prediction,
@@ -1422,6 +1448,63 @@ def analyse(
         notes=tuple(notes),
         timings=timer.timings,
     )
+
+
+def _estimates(
+    task: Task,
+    estimate: bool,
+    y_ref: npt.NDArray[Any],
+    p_ref: npt.NDArray[Any],
+    p_cur: npt.NDArray[Any],
+    s_ref: FloatArray | None,
+    s_cur: FloatArray | None,
+    classes: list[Any],
+    positive: Any,
+    threshold: float,
+    confidence: float,
+    seed: int,
+    ref_df: pd.DataFrame,
+    cur_df: pd.DataFrame,
+    numeric: list[str],
+    notes: list[str],
+) -> dict[str, EstimatedMetric] | None:
+    """The label-free estimates of the current performance, or None (with a note)."""
+    if not estimate:
+        return None
+    if task == "binary" and s_ref is not None and s_cur is not None:
+        y_bin = (y_ref == positive).astype(np.float64)
+        if 0 < y_bin.sum() < y_bin.size:
+            return estimate_binary(
+                y_bin, s_ref, s_cur, threshold=threshold, confidence=confidence, seed=seed
+            )
+        notes.append("label-free estimate skipped: the reference has one class")
+    elif task == "regression":
+        X_ref = ref_df[numeric].to_numpy(dtype=np.float64, na_value=np.nan)
+        X_cur = cur_df[numeric].to_numpy(dtype=np.float64, na_value=np.nan)
+        try:
+            return {
+                "mae": estimate_regression_mae(
+                    X_ref, y_ref, p_ref, X_cur, p_cur, confidence=confidence, seed=seed
+                )
+            }
+        except (InputError, ValueError) as exc:
+            notes.append(f"label-free MAE estimate skipped: {exc}")
+    elif task == "multiclass" and s_ref is not None and s_cur is not None:
+        present = set(pd.unique(y_ref).tolist())
+        if all(c in present for c in classes):
+            return estimate_multiclass(
+                y_ref,
+                s_ref,
+                s_cur,
+                classes=np.asarray(classes, dtype=object),
+                current_pred=p_cur,
+                confidence=confidence,
+                seed=seed,
+            )
+        notes.append(
+            "label-free estimate skipped: a class is predicted but never a reference label"
+        )
+    return None
 
 
 def _looks_continuous(series: pd.Series, values: npt.NDArray[Any]) -> bool:
@@ -1498,10 +1581,25 @@ def _scores(
     return out[0], out[1]
 
 
-def _is_number_column(series: pd.Series) -> bool:
-    return bool(
-        pd.api.types.is_numeric_dtype(series.dtype) and not pd.api.types.is_bool_dtype(series.dtype)
-    )
+def _kind(frame: pd.DataFrame, col: str) -> str:
+    """``"number"``, ``"date"`` or ``"other"`` for a column, without reading a lazy one."""
+    from tunelens.io import ParquetColumns
+
+    if isinstance(frame, ParquetColumns):
+        import pyarrow as pa
+
+        t = frame.arrow_type(col)
+        if pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t):
+            return "number"
+        if pa.types.is_temporal(t):
+            return "date"
+        return "other"
+    dtype = frame[col].dtype
+    if pd.api.types.is_datetime64_any_dtype(dtype) or pd.api.types.is_timedelta64_dtype(dtype):
+        return "date"
+    if pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype):
+        return "number"
+    return "other"
 
 
 def _feature_columns(
@@ -1522,8 +1620,7 @@ def _feature_columns(
     for c in ref_df.columns:
         if c in excluded:
             continue
-        dtype = ref_df[c].dtype
-        if pd.api.types.is_datetime64_any_dtype(dtype) or pd.api.types.is_timedelta64_dtype(dtype):
+        if _kind(ref_df, str(c)) == "date":
             skipped.append(str(c))
             continue
         if c not in cur_df.columns:

@@ -32,7 +32,13 @@ from scipy import stats
 
 from tunelens.metrics._validation import as_float, binary_targets, check_same_length
 
-__all__ = ["EstimatedMetric", "estimate_binary", "estimate_multiclass", "estimate_regression_mae"]
+__all__ = [
+    "EstimatedMetric",
+    "estimate_binary",
+    "estimate_multiclass",
+    "estimate_regression_mae",
+    "needs_calibration",
+]
 
 FloatArray = NDArray[np.float64]
 
@@ -345,13 +351,68 @@ def _draw_metrics(
     return {k: np.where(np.isfinite(v), v, np.nan) for k, v in out.items()}
 
 
+def _ece(y: FloatArray, p: FloatArray, bins: int = 10) -> float:
+    idx = np.minimum((p * bins).astype(np.intp), bins - 1)
+    count = np.bincount(idx, minlength=bins)
+    gap = np.abs(
+        np.bincount(idx, weights=y, minlength=bins) - np.bincount(idx, weights=p, minlength=bins)
+    )
+    return float(gap.sum() / max(int(count.sum()), 1))
+
+
+def needs_calibration(
+    reference_y: ArrayLike, reference_score: ArrayLike, *, folds: int = 5, seed: int = 0
+) -> bool:
+    """Whether isotonic calibration makes the scores better probabilities (NannyML's rule).
+
+    Scores outside [0, 1] always need it. Otherwise the reference (a seeded subsample of
+    at most 200 000 rows) is split into ``folds`` folds; on each held-out fold the
+    expected calibration error (10 equal-width bins) of the raw scores is compared with
+    that of an isotonic calibrator fitted on the other folds. Calibration is used only
+    when it lowers the held-out error clearly (the mean gain over the folds above twice
+    its standard error): already calibrated scores are kept as they are, so the
+    estimate does not pay the calibrator's own noise.
+
+    Example:
+        >>> import numpy as np
+        >>> rng = np.random.default_rng(0)
+        >>> p = rng.random(20_000)
+        >>> y = rng.random(20_000) < p
+        >>> needs_calibration(y, p), needs_calibration(y, p**3)
+        (False, True)
+    """
+    y = binary_targets(reference_y, "reference_y").astype(np.float64)
+    s = as_float(reference_score, "reference_score")
+    check_same_length(reference_y=y, reference_score=s)
+    if s.size == 0 or s.min() < 0.0 or s.max() > 1.0:
+        return True
+    rng = np.random.default_rng(seed)
+    if s.size > 200_000:
+        take = rng.choice(s.size, 200_000, replace=False)
+        y, s = y[take], s[take]
+    fold = rng.permutation(s.size) % folds
+    raw, cal = [], []
+    for f in range(folds):
+        test = fold == f
+        train = ~test
+        if y[train].min() == y[train].max() or not test.any():
+            return True
+        knots_u, group, _ = _groups(s[train])
+        knots, fitted = _fit_isotonic_sorted(group, y[train], knots_u)
+        raw.append(_ece(y[test], s[test]))
+        cal.append(_ece(y[test], np.interp(s[test], knots, fitted)))
+    gain = np.asarray(raw) - np.asarray(cal)  # per fold: how much calibrating helped
+    se = float(np.std(gain, ddof=1)) / math.sqrt(folds)
+    return bool(gain.mean() > 0.0 and gain.mean() > 2.0 * se)
+
+
 def estimate_binary(
     reference_y: ArrayLike,
     reference_score: ArrayLike,
     current_score: ArrayLike,
     *,
     threshold: float = 0.5,
-    calibrate: str = "isotonic",
+    calibrate: str = "auto",
     confidence: float = 0.95,
     n_draws: int = 200,
     seed: int = 0,
@@ -360,7 +421,8 @@ def estimate_binary(
 
     Confidence-based performance estimation (CBPE): ``p = P(y = 1 | score)`` is
     learnt on the reference with isotonic regression (``calibrate="isotonic"``), or
-    the scores are taken as probabilities (``calibrate="none"``). On the current rows,
+    the scores are taken as probabilities (``calibrate="none"``); ``"auto"`` picks
+    between them by cross-validated calibration error on the reference. On the current rows,
     with ``p_i`` the calibrated probability and ``yhat_i = score_i >= threshold``, the
     expected confusion matrix is::
 
@@ -414,7 +476,9 @@ def estimate_binary(
             with ``calibrate="isotonic"``; probabilities in [0, 1] with ``"none"``).
         current_score: Current scores, on the same scale, at least one row.
         threshold: Decision threshold on the raw score: ``yhat = score >= threshold``.
-        calibrate: ``"isotonic"`` or ``"none"`` (the scores already are calibrated
+        calibrate: ``"auto"`` (the default: isotonic only when it lowers the
+            held-out calibration error, see :func:`needs_calibration`, as NannyML
+            decides), ``"isotonic"``, or ``"none"`` (the scores already are calibrated
             probabilities; the reference is then only validated).
         confidence: Two-sided level of the interval, in (0, 1).
         n_draws: Number of simulated label vectors for the interval, >= 1 (above
@@ -441,8 +505,8 @@ def estimate_binary(
         >>> est["accuracy"].lo <= est["accuracy"].value <= est["accuracy"].hi
         True
     """
-    if calibrate not in ("isotonic", "none"):
-        raise ValueError(f"`calibrate` must be 'isotonic' or 'none', got {calibrate!r}")
+    if calibrate not in ("auto", "isotonic", "none"):
+        raise ValueError(f"`calibrate` must be 'auto', 'isotonic' or 'none', got {calibrate!r}")
     y_ref = binary_targets(reference_y, "reference_y")
     s_ref = as_float(reference_score, "reference_score")
     s_cur = as_float(current_score, "current_score")
@@ -457,6 +521,8 @@ def estimate_binary(
         raise ValueError(f"`threshold` must be finite, got {threshold!r}")
     conf = _check_confidence(confidence)
     draws = _check_n_draws(n_draws)
+    if calibrate == "auto":
+        calibrate = "isotonic" if needs_calibration(y_ref, s_ref, seed=seed) else "none"
     if calibrate == "none":
         _check_unit(s_ref, "reference_score")
         _check_unit(s_cur, "current_score")

@@ -160,9 +160,14 @@ def _is_numeric(series: pd.Series) -> bool:
 
 
 def _matrices(
-    reference: Any, current: Any, columns: Iterable[str] | None
+    reference: Any,
+    current: Any,
+    columns: Iterable[str] | None,
+    max_rows: int | None = None,
+    seed: int = 0,
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], tuple[str, ...]]:
-    """Float matrices of the compared columns (NaN kept), after every check."""
+    """Float matrices of the compared columns (NaN kept), after every check; each side
+    subsampled (seeded, rows kept in order) to ``max_rows`` when it has more."""
     ref_df = as_frame(reference, "reference")
     cur_df = as_frame(current, "current")
     if columns is None:
@@ -186,23 +191,28 @@ def _matrices(
                 raise InputError(
                     f"reference[{col!r}]", "no such column", f"columns: {list(ref_df.columns)}"
                 )
-            if not _is_numeric(ref_df[col]):
-                raise InputError(
-                    f"reference[{col!r}]",
-                    f"is not numeric (dtype {ref_df[col].dtype})",
-                    "multivariate checks use numeric columns only; encode it first",
-                )
     for col in names:
         if col not in cur_df.columns:
             raise InputError(f"current[{col!r}]", "no such column in the current data")
-        if not _is_numeric(cur_df[col]):
-            raise InputError(f"current[{col!r}]", f"is not numeric (dtype {cur_df[col].dtype})")
     mats: list[npt.NDArray[np.float64]] = []
+    rng = np.random.default_rng(seed)
     for df, name in ((ref_df, "reference"), (cur_df, "current")):
+        n = len(df)
+        take = None
+        if max_rows is not None and n > max_rows:
+            take = np.sort(rng.choice(n, max_rows, replace=False))
         # column by column into a column-major matrix: each copy is contiguous
-        cols = np.empty((len(names), len(df)), dtype=np.float64)
+        cols = np.empty((len(names), n if take is None else take.size), dtype=np.float64)
         for j, col in enumerate(names):
-            cols[j] = df[col].to_numpy(dtype=np.float64, na_value=np.nan)
+            series = df[col]  # read once (a lazy table decodes it here)
+            if not _is_numeric(series):
+                raise InputError(
+                    f"{name}[{col!r}]",
+                    f"is not numeric (dtype {series.dtype})",
+                    "multivariate checks use numeric columns only; encode it first",
+                )
+            values = series.to_numpy(dtype=np.float64, na_value=np.nan)
+            cols[j] = values if take is None else values[take]
         mat = cols.T
         if np.isinf(cols).any():
             bad = names[int(np.argwhere(np.isinf(cols))[0, 0])]
@@ -311,10 +321,15 @@ def reconstruction_drift(
     variance: float = 0.65,
     n_chunks: int = 10,
     seed: int = 0,
+    max_rows: int | None = 200_000,
 ) -> MultivariateDrift:
     """Multivariate drift by PCA reconstruction error (NannyML's data reconstruction).
 
-    See the module doc for the standardisation, the error and the band.
+    See the module doc for the standardisation, the error and the band. A sample of
+    more than ``max_rows`` rows is first subsampled to ``max_rows`` (seeded): the mean
+    reconstruction error of 200 000 rows is already known to about 0.2% of its spread,
+    and the band is computed for the rows actually used, so the test stays valid and
+    loses almost no power, while time and memory stop growing with the table.
 
     Args:
         reference: reference table (pandas DataFrame, pyarrow Table, or anything
@@ -326,6 +341,7 @@ def reconstruction_drift(
             ``0 < variance < 1`` (default 0.65, as NannyML).
         n_chunks: reference chunks whose spread sets the band (default 10).
         seed: seeds the split of the reference into fitting and held-out halves.
+        max_rows: rows used per side at most (None: every row).
 
     Returns:
         A :class:`MultivariateDrift` with ``method="pca_reconstruction"``.
@@ -350,7 +366,9 @@ def reconstruction_drift(
         raise InputError("variance", f"expected 0 < variance < 1, got {variance!r}")
     n_chunks = _check_int(n_chunks, "n_chunks", 2)
     seed = _check_int(seed, "seed", 0)
-    ref, cur, names = _matrices(reference, current, columns)
+    if max_rows is not None:
+        max_rows = _check_int(max_rows, "max_rows", 4 * max(MIN_ROWS, n_chunks))
+    ref, cur, names = _matrices(reference, current, columns, max_rows, seed)
     _check_rows(ref.shape[0], "reference", max(2 * MIN_ROWS, 4 * n_chunks))
     _check_rows(cur.shape[0], "current", MIN_ROWS)
 

@@ -103,8 +103,18 @@ class Slice:
 @dataclass(frozen=True)
 class _Feature:
     name: str
-    codes: IntArray  # one code per row, 0..len(labels)-1
+    codes: npt.NDArray[np.integer[Any]]  # one code per row, 0..len(labels)-1, compact
     labels: list[str]
+
+
+def _compact(codes: npt.NDArray[np.integer[Any]], n_labels: int) -> npt.NDArray[np.integer[Any]]:
+    """The smallest unsigned type that holds ``2 * code + 1`` (the pair search packs an
+    error bit beside the code): one byte a row for up to 127 labels instead of eight."""
+    if 2 * n_labels + 1 < 256:
+        return codes.astype(np.uint8)
+    if 2 * n_labels + 1 < 65536:
+        return codes.astype(np.uint16)
+    return codes.astype(np.int64)
 
 
 def _fmt(v: float) -> str:
@@ -158,9 +168,11 @@ def _encode(name: str, column: pd.Series, bins: int) -> _Feature:
             qs = np.linspace(0.0, 1.0, bins + 1)[1:-1]
             edges = np.unique(_sorted_quantiles(ordered, qs))
             # the bin is the number of edges at or below the value (a NaN: 0, moved below)
-            codes = np.zeros(x.size, dtype=np.intp)
+            bin_codes: npt.NDArray[np.integer[Any]] = np.zeros(
+                x.size, dtype=np.uint8 if edges.size < 127 else np.intp
+            )
             for edge in edges:
-                codes += x >= edge
+                bin_codes += x >= edge
             lo = [float(ordered[0]), *edges.tolist()]
             hi = [*edges.tolist(), float(ordered[-1])]
             labels = [
@@ -168,16 +180,16 @@ def _encode(name: str, column: pd.Series, bins: int) -> _Feature:
                 for i, (a, b) in enumerate(zip(lo, hi, strict=True))
             ]
             if missing.any():
-                codes[missing] = len(labels)
+                bin_codes[missing] = len(labels)
                 labels.append(f"{name} is missing")
-            return _Feature(name, codes, labels)
+            return _Feature(name, _compact(bin_codes, len(labels)), labels)
     raw_codes, uniques = pd.factorize(column, use_na_sentinel=True)
     codes = np.asarray(raw_codes, dtype=np.intp)
     labels = [f"{name} = {u}" for u in uniques]
     if (codes < 0).any():
         codes = np.where(codes < 0, len(labels), codes)
         labels.append(f"{name} is missing")
-    return _Feature(name, codes, labels)
+    return _Feature(name, _compact(codes, len(labels)), labels)
 
 
 def _test(
@@ -297,7 +309,9 @@ def find_weak_slices(
         >>> find_weak_slices(frame, errors=[0, 0] * 100)
         []
     """
-    if not isinstance(frame, pd.DataFrame):
+    from tunelens.io import ParquetColumns
+
+    if not isinstance(frame, pd.DataFrame | ParquetColumns):
         raise InputError("frame", f"expected a pandas DataFrame, got {type(frame).__name__}")
     if len(frame) == 0:
         raise InputError("frame", "has no rows")
@@ -383,9 +397,7 @@ def find_weak_slices(
         pfeat, pcond = [], []
         # Compact copies of the codes make the row gathers below cheap; with 0/1 errors
         # one unweighted bincount of ``2 * code + error`` gives counts and sums at once.
-        small = [
-            f.codes.astype(np.uint8) if 2 * len(f.labels) + 1 < 256 else f.codes for f in feats
-        ]
+        small = [f.codes for f in feats]
         e_u8 = e.astype(np.uint8) if binary_e else None
         for bi in base:
             fa, ca = int(fidx[bi]), int(cidx[bi])

@@ -1098,7 +1098,7 @@ def _plotly_js_gzip_base64() -> str:
     import plotly.offline  # type: ignore[import-untyped, unused-ignore]
 
     source = str(plotly.offline.get_plotlyjs()).encode("utf-8")
-    return base64.b64encode(gzip.compress(source, compresslevel=9, mtime=0)).decode("ascii")
+    return base64.b64encode(gzip.compress(source, compresslevel=6, mtime=0)).decode("ascii")
 
 
 @functools.cache
