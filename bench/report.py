@@ -378,9 +378,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--timeout", type=float, default=CHILD_TIMEOUT_S, help="per child, seconds")
     ap.add_argument("--keep", help="keep the data and the tools' reports in this folder")
     ap.add_argument(
-        "--tunelens-from-paths",
+        "--tunelens-frames",
         action="store_true",
-        help="give analyse() the Parquet paths (its own loader, timed as work) instead of frames",
+        help="give analyse() pandas frames loaded before the work, as the peers get, instead "
+        "of the Parquet paths (the default: its own column-by-column reader, timed as work)",
     )
     ap.add_argument("--_write-data", type=int, help=argparse.SUPPRESS)
     args, rest = ap.parse_known_args(argv)
@@ -417,7 +418,7 @@ def main(argv: list[str] | None = None) -> int:
             for tool in tools:
                 load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
                 print(f"# running {tool} on {n:,} rows (load average {load}) ...", flush=True)
-                from_paths = args.tunelens_from_paths and tool == "tunelens"
+                from_paths = not args.tunelens_frames and tool == "tunelens"
                 r = run_child(tool, ref, cur, folder, args.timeout, from_paths)
                 results[tool] = r
                 if r.get("versions"):
