@@ -15,7 +15,7 @@ $(VENV)/.stamp-base: pyproject.toml | $(BIN)/python
 	touch $@
 
 $(VENV)/.stamp-dev: pyproject.toml $(VENV)/.stamp-base
-	$(PIP) -e '.[dev]'
+	$(PIP) -e '.[all]'
 	touch $@
 
 demo: $(VENV)/.stamp-base

@@ -13,8 +13,10 @@ import pytest
 import tunelens
 import tunelens.metrics
 import tunelens.monitor
+import tunelens.monitor.alerts
 import tunelens.quality
 import tunelens.report
+import tunelens.server
 import tunelens.store
 from tunelens.cli import app
 from tunelens.monitor import Monitor
@@ -27,7 +29,16 @@ README = (ROOT / "README.md").read_text()
 
 def _public_names() -> list[str]:
     names: set[str] = set()
-    for module in (tunelens, tunelens.metrics, tunelens.store, tunelens.quality, tunelens.report):
+    modules = (
+        tunelens,
+        tunelens.metrics,
+        tunelens.store,
+        tunelens.quality,
+        tunelens.report,
+        tunelens.server,
+        tunelens.monitor.alerts,
+    )
+    for module in modules:
         names.update(n for n in module.__all__ if not n.startswith("_"))
     names.update(
         name
@@ -47,7 +58,7 @@ def _commands() -> list[str]:
 
 
 def test_cli_has_the_contract_commands() -> None:
-    assert {"demo", "log", "labels", "metrics", "report"} <= set(_commands())
+    assert {"demo", "log", "labels", "metrics", "report", "serve"} <= set(_commands())
 
 
 @pytest.mark.parametrize("command", _commands())

@@ -863,6 +863,85 @@ def _print_report_summary(console: Console, doc: dict[str, Any], written: list[s
         console.print(f"wrote {path}")
 
 
+# --------------------------------------------------------------------------- serve
+
+
+@app.command("serve")
+def serve_command(
+    store: Annotated[
+        str, typer.Option("--store", help="DuckDB file or postgresql:// URL.")
+    ] = "tunelens.duckdb",
+    host: Annotated[str, typer.Option("--host", help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="TCP port.")] = 8000,
+    rules: Annotated[Path | None, typer.Option("--rules", help="Alert rules (TOML file).")] = None,
+    webhook: Annotated[
+        str | None, typer.Option("--webhook", help="URL that alerts are POSTed to.")
+    ] = None,
+    protect_reads: Annotated[
+        bool, typer.Option("--protect-reads", help="Reads need the token too.")
+    ] = False,
+    max_body_mb: Annotated[
+        float, typer.Option("--max-body-mb", help="Largest request body (MiB).")
+    ] = 32.0,
+    metrics_window: Annotated[
+        str, typer.Option("--metrics-window", help="Window of the /metrics gauges.")
+    ] = "1h",
+    alert_interval: Annotated[
+        float, typer.Option("--alert-interval", help="Seconds between alert evaluations.")
+    ] = 60.0,
+    duckdb_memory: Annotated[
+        str,
+        typer.Option("--duckdb-memory", help="DuckDB buffer-pool limit (keeps memory flat)."),
+    ] = "64MB",
+) -> None:
+    """Run the monitoring service: HTTP ingestion, dashboard at /, Prometheus at /metrics.
+
+    With TUNELENS_TOKEN set, writes need `Authorization: Bearer <token>`.
+    """
+    try:
+        import uvicorn
+
+        from tunelens.server import Settings, create_app
+    except ImportError as exc:
+        raise InputError(
+            "serve",
+            f"needs the server extra ({exc.name} is missing)",
+            "pip install 'tunelens[server]'",
+        ) from None
+    from tunelens.monitor._windows import parse_window
+
+    parse_window(metrics_window, "--metrics-window")
+    if max_body_mb <= 0:
+        raise InputError("--max-body-mb", f"is {max_body_mb}", "give a positive size")
+    loaded: list[Any] = []
+    if rules is not None:
+        from tunelens.monitor.alerts import load_rules
+
+        if not rules.exists():
+            raise InputError(f"--rules {rules}", "no such file")
+        loaded = list(load_rules(rules))
+    settings = Settings(
+        protect_reads=protect_reads,
+        max_body_bytes=int(max_body_mb * 1024 * 1024),
+        metrics_window=metrics_window,
+        rules=loaded,
+        webhook=webhook,
+        alert_interval_s=alert_interval,
+    )
+    from tunelens.store import DuckDBStore
+
+    opened: Store | str = store
+    if not store.lower().startswith(("postgresql://", "postgres://")):
+        path = store[len("duckdb://") :] if store.lower().startswith("duckdb://") else store
+        opened = DuckDBStore(path, memory_limit=duckdb_memory)
+    application = create_app(opened, settings)
+    try:
+        uvicorn.run(application, host=host, port=port, log_level="info", access_log=False)
+    finally:
+        if not isinstance(opened, str):
+            opened.close()
+
+
 # --------------------------------------------------------------------------- demo
 
 

@@ -85,11 +85,31 @@ def test_open_store_dispatch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
         assert store.path == str(tmp_path / "env.duckdb")
 
 
-@pytest.mark.parametrize("url", ["postgresql://u@h/db", "postgres://h/db"])
-def test_postgresql_is_not_there_yet(url: str) -> None:
-    with pytest.raises(InputError, match="PostgreSQL") as info:
-        open_store(url)
-    assert "server issue" in str(info.value)
+@pytest.mark.skipif(
+    not os.environ.get("TUNELENS_TEST_POSTGRES"),
+    reason="set TUNELENS_TEST_POSTGRES=postgresql://user@host:5432/db to run the PostgreSQL tests",
+)
+@pytest.mark.parametrize("scheme", ["postgresql", "postgres"])
+def test_postgresql_urls_open_a_postgres_store(scheme: str) -> None:
+    import uuid
+
+    import psycopg
+    from psycopg import sql
+
+    from tunelens.store.postgres import PostgresStore
+
+    base = os.environ["TUNELENS_TEST_POSTGRES"]
+    schema = f"tl_test_{uuid.uuid4().hex[:12]}"  # a schema of its own, dropped after
+    url = scheme + base[base.index("://") :]
+    url += ("&" if "?" in url else "?") + f"options=-csearch_path%3D{schema}"
+    with psycopg.connect(base, autocommit=True) as con:
+        con.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+        try:
+            with open_store(url) as store:
+                assert isinstance(store, PostgresStore) and isinstance(store, Store)
+                assert store.schema == schema and store.list_models() == []
+        finally:
+            con.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
 
 
 @pytest.mark.parametrize(

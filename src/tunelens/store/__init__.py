@@ -19,6 +19,7 @@ import os
 from tunelens.errors import InputError
 from tunelens.store._base import (
     FEATURE_PREFIX,
+    AlertEvent,
     FeatureType,
     ModelRecord,
     Store,
@@ -29,6 +30,7 @@ from tunelens.store.duckdb import DuckDBStore
 
 __all__ = [
     "FEATURE_PREFIX",
+    "AlertEvent",
     "DuckDBStore",
     "FeatureType",
     "ModelRecord",
@@ -49,7 +51,8 @@ def open_store(target: str | os.PathLike[str] | Store | None = None) -> Store:
 
     Args:
         target: a `Store` (returned as is); a file path or ``duckdb:///path`` (a
-            `DuckDBStore`); ``postgresql://...`` (not yet available); or None for
+            `DuckDBStore`); ``postgresql://...`` (a ``PostgresStore``, with the
+            ``server`` extra installed); or None for
             ``$TUNELENS_STORE``, else ``tunelens.duckdb`` in the working directory.
 
     Returns:
@@ -83,12 +86,10 @@ def open_store(target: str | os.PathLike[str] | Store | None = None) -> Store:
     scheme = scheme.lower()
     if scheme == "duckdb":
         return DuckDBStore(rest or ":memory:")
-    if scheme in ("postgresql", "postgres") or scheme.startswith("postgresql+"):
-        raise InputError(
-            "store",
-            "PostgreSQL stores are not available yet (they arrive with the server issue)",
-            "use a DuckDB file path for now",
-        )
+    if scheme in ("postgresql", "postgres"):
+        from tunelens.store.postgres import PostgresStore
+
+        return PostgresStore(text)
     raise InputError(
         "store",
         f"has an unknown scheme {scheme!r} in {text!r}",

@@ -44,6 +44,7 @@ import pyarrow as pa
 
 __all__ = [
     "FEATURE_PREFIX",
+    "AlertEvent",
     "FeatureType",
     "ModelRecord",
     "Store",
@@ -100,6 +101,40 @@ class WindowState:
     states: dict[str, Any]
     values: dict[str, float | None]
     computed_at: datetime | None = None
+
+
+AlertState = Literal["firing", "resolved"]
+
+
+@dataclass(frozen=True)
+class AlertEvent:
+    """One firing of an alert rule, from the moment it fired until it resolved.
+
+    Attributes:
+        id: unique id of the firing (a UUID string); `Store.put_alert` upserts by it.
+        model: the model's name.
+        rule: the rule's name.
+        state: ``"firing"`` while the condition holds, ``"resolved"`` once it cleared.
+        fired_at: when it fired (UTC).
+        resolved_at: when it resolved (UTC), None while firing.
+        severity: ``"high"``, ``"medium"`` or ``"low"``.
+        value: the metric value that fired it, when there is one.
+        window_start: start of the window that fired it, when there is one (UTC).
+        evidence: the numbers behind it, in plain words.
+        notified: whether the webhook (if any) has acknowledged it.
+    """
+
+    id: str
+    model: str
+    rule: str
+    state: AlertState
+    fired_at: datetime
+    resolved_at: datetime | None = None
+    severity: str = "high"
+    value: float | None = None
+    window_start: datetime | None = None
+    evidence: str = ""
+    notified: bool = False
 
 
 @runtime_checkable
@@ -193,6 +228,22 @@ class Store(Protocol):
         until: datetime | None = None,
     ) -> list[WindowState]:
         """Stored window states of that width whose start is in ``[since, until)``."""
+        ...
+
+    def put_alert(self, event: AlertEvent) -> None:
+        """Insert the alert firing, or replace the stored one with the same ``id``."""
+        ...
+
+    def list_alerts(
+        self,
+        model: str | None = None,
+        *,
+        state: AlertState | None = None,
+        since: datetime | None = None,
+        limit: int | None = None,
+    ) -> list[AlertEvent]:
+        """Alert firings (of one model, or all), newest ``fired_at`` first; ``since``
+        keeps those fired at or after it, ``state`` those in that state."""
         ...
 
     def close(self) -> None:

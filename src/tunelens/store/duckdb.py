@@ -28,6 +28,9 @@ Layout of the file (schema version `SCHEMA_VERSION`, kept in ``meta``):
   gpu_memory_bytes)``.
 - ``window_states(model_id, window_s, start, states, values, computed_at)`` keyed by
   ``(model_id, window_s, start)``; states and values are JSON text.
+- ``alerts(id, model, rule, state, fired_at, resolved_at, severity, value, window_start,
+  evidence, notified)``: one row per alert firing, keyed by ``id``; the model's name is
+  stored verbatim (it is data, never part of SQL).
 
 Timestamps are stored as UTC ``TIMESTAMP`` (microseconds, no zone) and come back as
 ``timestamp("us", "UTC")``, so the file means the same under any session time zone.
@@ -49,7 +52,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any, Final, cast, get_args
+from typing import Any, Final, Literal, cast, get_args
 
 import duckdb
 import numpy as np
@@ -58,6 +61,7 @@ import pyarrow as pa
 from tunelens.errors import InputError, StoreLockedError
 from tunelens.store._base import (
     FEATURE_PREFIX,
+    AlertEvent,
     FeatureType,
     ModelRecord,
     Task,
@@ -187,6 +191,25 @@ def _migrate_4(con: Connection) -> None:
         )
 
 
+def _migrate_5(con: Connection) -> None:
+    """Version 5: ``alerts``, one row per alert firing, upserted by its id."""
+    con.execute(
+        """CREATE TABLE alerts (
+            id VARCHAR PRIMARY KEY,
+            model VARCHAR NOT NULL,
+            rule VARCHAR NOT NULL,
+            state VARCHAR NOT NULL,
+            fired_at TIMESTAMP NOT NULL,
+            resolved_at TIMESTAMP,
+            severity VARCHAR NOT NULL,
+            value DOUBLE,
+            window_start TIMESTAMP,
+            evidence VARCHAR NOT NULL,
+            notified BOOLEAN NOT NULL
+        )"""
+    )
+
+
 #: Migration ``i`` takes a file from schema version ``i`` to ``i + 1``. Append only:
 #: never edit a migration that has shipped.
 MIGRATIONS: Final[tuple[Callable[[Connection], None], ...]] = (
@@ -194,6 +217,7 @@ MIGRATIONS: Final[tuple[Callable[[Connection], None], ...]] = (
     _migrate_2,
     _migrate_3,
     _migrate_4,
+    _migrate_5,
 )
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 
@@ -518,14 +542,32 @@ class DuckDBStore:
         ['churn']
     """
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, memory_limit: str | None = None) -> None:
+        """Open (or create) the store file.
+
+        Args:
+            path: the DuckDB file, or ``":memory:"``.
+            memory_limit: DuckDB's buffer-pool limit, e.g. ``"128MB"``. DuckDB keeps the
+                table blocks it has touched in memory up to its limit (by default 80%
+                of RAM), so a long-running writer's memory grows with the data; a
+                server sets a limit to keep its memory flat (larger queries spill to a
+                temporary folder next to the file).
+        """
         raw = os.fspath(path)
         self.path = raw if raw == ":memory:" else os.path.abspath(raw)
         self.url = f"duckdb:///{self.path}" if raw == ":memory:" else f"duckdb://{self.path}"
         self._lock = threading.RLock()
+        self._next_seq: dict[int, int] = {}
+        self._pending_empty: dict[int, bool | None] = {}
         self._con: Connection | None = None
         self._con = self._connect()
         try:
+            if memory_limit is not None:
+                if not re.fullmatch(r"\s*\d+(\.\d+)?\s*[KMGT]i?B\s*", memory_limit, re.I):
+                    raise InputError(
+                        "memory_limit", f"is {memory_limit!r}", "give a size such as '128MB'"
+                    )
+                self._con.execute(f"SET memory_limit = '{memory_limit.strip()}'")
             _migrate(self._con, where=self.path)
         except BaseException:
             self._con.close()
@@ -547,8 +589,8 @@ class DuckDBStore:
                     self.path,
                     "the file is in use by another process (a DuckDB file has one "
                     "writing process at a time)",
-                    "stop that process first, or let it do the writing; a server for many "
-                    "writers and a PostgreSQL store arrive with `tunelens serve`",
+                    "stop that process first, or send the rows to the `tunelens serve` that "
+                    "holds it, or use a PostgreSQL store for many writers",
                 ) from err
             raise InputError(self.path, f"cannot be opened as a store: {text}") from err
         except (duckdb.Error, RuntimeError) as err:
@@ -818,12 +860,19 @@ class DuckDBStore:
                 arrays.append(_to_naive(column))
             if n == 0:
                 return 0
-            base = int(_scalar(con, f"SELECT coalesce(max(seq) + 1, 0) FROM {m.predictions}"))
+            # This object is the file's only writer (DuckDB's lock), so the next seq and
+            # whether labels wait in `pending` can be remembered between appends.
+            base = self._next_seq.get(m.id)
+            if base is None:
+                base = int(_scalar(con, f"SELECT coalesce(max(seq) + 1, 0) FROM {m.predictions}"))
             arrays[0] = pa.array(np.arange(base, base + n, dtype=np.int64))
             batch = pa.Table.from_arrays(arrays, names=names)
             with self._registered(con, "_tunelens_batch", batch):
                 column_list = ", ".join(_q(c) for c in names)
-                if not _scalar(con, f"SELECT count(*) FROM {m.pending}"):
+                pending_empty = self._pending_empty.get(m.id)
+                if pending_empty is None:
+                    pending_empty = not _scalar(con, f"SELECT count(*) FROM {m.pending}")
+                if pending_empty:
                     con.execute(
                         f"INSERT INTO {m.predictions} ({column_list}) "
                         f"SELECT {column_list} FROM _tunelens_batch"
@@ -840,6 +889,13 @@ class DuckDBStore:
                     con.execute(
                         f"DELETE FROM {m.pending} WHERE id IN (SELECT id FROM _tunelens_batch)"
                     )
+                    pending_empty = None  # some may remain: ask again next time
+        # committed: remember for the next append (a rollback skips this)
+        self._next_seq[m.id] = base + n
+        if pending_empty is None:
+            self._pending_empty.pop(m.id, None)
+        else:
+            self._pending_empty[m.id] = pending_empty
         return n
 
     def append_labels(self, model: str, rows: pa.Table) -> tuple[int, int]:
@@ -882,6 +938,8 @@ class DuckDBStore:
                     )
             if n == 0:
                 return 0, 0
+            # labels may go to `pending`: the next prediction append must look again
+            self._pending_empty.pop(m.id, None)
             base = int(_scalar(con, f"SELECT coalesce(max(seq) + 1, 0) FROM {m.labels}"))
             batch = pa.Table.from_arrays(
                 [
@@ -1183,6 +1241,51 @@ class DuckDBStore:
             with self._registered(con, "_tunelens_windows", batch):
                 con.execute("INSERT OR REPLACE INTO window_states SELECT * FROM _tunelens_windows")
 
+    def put_alert(self, event: AlertEvent) -> None:
+        """Insert the alert firing, or replace the stored one with the same ``id``."""
+        row = _alert_row(event)
+        with self._transaction() as con:
+            con.execute(
+                f"INSERT OR REPLACE INTO alerts ({_ALERT_COLUMNS}) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                row,
+            )
+
+    def list_alerts(
+        self,
+        model: str | None = None,
+        *,
+        state: Literal["firing", "resolved"] | None = None,
+        since: datetime | None = None,
+        limit: int | None = None,
+    ) -> list[AlertEvent]:
+        """Alert firings (of one model, or all), newest ``fired_at`` first."""
+        if state is not None and state not in ("firing", "resolved"):
+            raise InputError("state", f"is {state!r}", "use 'firing', 'resolved' or None")
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)):
+            raise InputError("limit", f"is {limit!r}", "give a positive integer or None")
+        where: list[str] = []
+        params: list[Any] = []
+        if model is not None:
+            where.append("model = ?")
+            params.append(model)
+        if state is not None:
+            where.append("state = ?")
+            params.append(state)
+        lo = _utc(since, "since")
+        if lo is not None:
+            where.append("fired_at >= ?")
+            params.append(lo)
+        sql = f"SELECT {_ALERT_COLUMNS} FROM alerts"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY fired_at DESC, id"
+        if limit is not None:
+            sql += f" LIMIT {max(int(limit), 0)}"
+        with self._connection() as con:
+            rows = con.execute(sql, params).fetchall()
+        return [_alert_from_row(r) for r in rows]
+
     def get_window_states(
         self,
         model: str,
@@ -1213,6 +1316,51 @@ class DuckDBStore:
             )
             for start, states, values, computed_at in result
         ]
+
+
+def _alert_row(event: AlertEvent) -> list[Any]:
+    if not isinstance(event, AlertEvent):
+        raise InputError("event", f"is a {type(event).__name__}, expected AlertEvent")
+    if event.state not in ("firing", "resolved"):
+        raise InputError("event.state", f"is {event.state!r}", "use 'firing' or 'resolved'")
+    if not event.id:
+        raise InputError("event.id", "is empty", "give every firing a unique id")
+    return [
+        event.id,
+        event.model,
+        event.rule,
+        event.state,
+        _utc(event.fired_at, "fired_at"),
+        _utc(event.resolved_at, "resolved_at"),
+        event.severity,
+        None if event.value is None else float(event.value),
+        _utc(event.window_start, "window_start"),
+        event.evidence,
+        bool(event.notified),
+    ]
+
+
+def _alert_from_row(row: Sequence[Any]) -> AlertEvent:
+    return AlertEvent(
+        id=row[0],
+        model=row[1],
+        rule=row[2],
+        state=row[3],
+        fired_at=cast(datetime, _aware(row[4])),
+        resolved_at=_aware(row[5]),
+        severity=row[6],
+        value=row[7],
+        window_start=_aware(row[8]),
+        evidence=row[9],
+        notified=bool(row[10]),
+    )
+
+
+#: The columns of ``alerts`` in `_alert_row` order.
+_ALERT_COLUMNS = (
+    "id, model, rule, state, fired_at, resolved_at, severity, value, window_start, "
+    "evidence, notified"
+)
 
 
 def _json_default(value: Any) -> Any:

@@ -43,7 +43,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tunelens.errors import InputError
-from tunelens.store._base import ModelRecord, Store, WindowState
+from tunelens.store._base import AlertEvent, ModelRecord, Store, WindowState
 
 __all__ = ["AWKWARD_NAMES", "T0", "MakeStore", "StoreContract", "labels", "predictions"]
 
@@ -239,7 +239,10 @@ class StoreContract:
     @settings(
         max_examples=20,
         deadline=None,
-        suppress_health_check=[HealthCheck.function_scoped_fixture],
+        suppress_health_check=[
+            HealthCheck.function_scoped_fixture,
+            HealthCheck.differing_executors,
+        ],
     )
     @given(
         st.text(
@@ -608,7 +611,10 @@ class StoreContract:
     @settings(
         max_examples=25,
         deadline=None,
-        suppress_health_check=[HealthCheck.function_scoped_fixture],
+        suppress_health_check=[
+            HealthCheck.function_scoped_fixture,
+            HealthCheck.differing_executors,
+        ],
     )
     @given(
         st.lists(
@@ -806,6 +812,53 @@ class StoreContract:
             store.put_window_states([WindowState("ghost", T0, 60, {}, {})])
 
     # ------------------------------------------------------------------ lifecycle
+
+    # ---------------------------------------------------------------- alerts
+
+    def test_alerts_upsert_by_id_and_list_newest_first(self, make_store: MakeStore) -> None:
+        store = make_store()
+        first = AlertEvent(
+            id="a1",
+            model=AWKWARD_NAMES[3],
+            rule="accuracy < 0.9",
+            state="firing",
+            fired_at=T0,
+            severity="high",
+            value=0.81,
+            window_start=T0 - timedelta(hours=1),
+            evidence="accuracy 0.810 < 0.90",
+        )
+        later = AlertEvent(
+            id="a2", model="other", rule="p99", state="firing", fired_at=T0 + timedelta(hours=2)
+        )
+        store.put_alert(first)
+        store.put_alert(later)
+        assert [a.id for a in store.list_alerts()] == ["a2", "a1"]
+        assert store.list_alerts(AWKWARD_NAMES[3]) == [first]
+        resolved = AlertEvent(
+            **{**first.__dict__, "state": "resolved", "resolved_at": T0 + timedelta(hours=1)}
+        )
+        store.put_alert(resolved)
+        assert store.list_alerts(AWKWARD_NAMES[3]) == [resolved]
+        assert [a.id for a in store.list_alerts(state="firing")] == ["a2"]
+        assert [a.id for a in store.list_alerts(since=T0 + timedelta(minutes=1))] == ["a2"]
+        assert [a.id for a in store.list_alerts(limit=1)] == ["a2"]
+        assert store.list_alerts("nobody") == []
+        got = store.list_alerts(AWKWARD_NAMES[3])[0]
+        assert got.fired_at.tzinfo is not None and got.value == 0.81
+
+    def test_alerts_survive_reopening_and_bad_events_are_refused(
+        self, make_store: MakeStore
+    ) -> None:
+        store = make_store()
+        event = AlertEvent(id="x", model="m", rule="r", state="firing", fired_at=T0)
+        store.put_alert(event)
+        with pytest.raises(InputError, match="state"):
+            store.put_alert(AlertEvent(id="y", model="m", rule="r", state="odd", fired_at=T0))  # type: ignore[arg-type]
+        with pytest.raises(InputError, match="id"):
+            store.put_alert(AlertEvent(id="", model="m", rule="r", state="firing", fired_at=T0))
+        store.close()
+        assert make_store().list_alerts() == [event]
 
     def test_data_survives_reopening(self, make_store: MakeStore) -> None:
         store = make_store("shared")
