@@ -236,3 +236,74 @@ def test_the_app_keeps_no_module_state(tmp_path: Path) -> None:
         assert json.loads(ca.get("/api/v1/models").text)["models"][0]["name"] == "only-a"
     a.close()
     b.close()
+
+
+def test_reference_drift_and_report(store: DuckDBStore) -> None:
+    rng = np.random.default_rng(5)
+    n = 2000
+    with client_for(store) as client:
+        records = []
+        for i in range(n):
+            age = float(rng.normal(50, 10))  # shifted from the reference's 40
+            p = 1 / (1 + np.exp(-(age - 45) / 5))
+            records.append(
+                {
+                    "id": f"q{i}",
+                    "timestamp": (T0 + timedelta(seconds=i)).isoformat(),
+                    "prediction": int(p >= 0.5),
+                    "score": float(p),
+                    "features": {"age": age, "plan": ["a", "b"][i % 2]},
+                }
+            )
+        assert (
+            client.post("/api/v1/models/risk/predictions", json={"records": records}).status_code
+            == 202
+        )
+        labels = [{"id": r["id"], "label": int(rng.random() < r["score"])} for r in records]
+        client.post("/api/v1/models/risk/labels", json={"records": labels})
+        empty = client.get("/api/v1/models/risk/drift").json()
+        assert empty["reference"] is None and empty["features"] == {}
+        assert client.get("/api/v1/models/risk/report").json()["report"] is None
+        assert client.post("/api/v1/models/risk/report").status_code == 422
+
+        age = rng.normal(40, 10, n)
+        p = 1 / (1 + np.exp(-(age - 45) / 5))
+        reference = pa.table(
+            {
+                "age": age,
+                "plan": [["a", "b"][i % 2] for i in range(n)],
+                "label": (rng.random(n) < p).astype(int),
+                "prediction": (p >= 0.5).astype(int),
+                "score": p,
+            }
+        )
+        buf = io.BytesIO()
+        pq.write_table(reference, buf)
+        r = client.put(
+            "/api/v1/models/risk/reference",
+            content=buf.getvalue(),
+            headers={"content-type": "application/vnd.apache.parquet"},
+        )
+        assert r.status_code == 201 and r.json()["rows"] == n, r.text
+        drift = client.get("/api/v1/models/risk/drift").json()
+        assert drift["reference"]["rows"] == n and drift["current"]["rows"] == n
+        assert drift["features"]["age"]["drifted"] and not drift["features"]["plan"]["drifted"]
+        assert drift["prediction"]["drifted"]
+        r = client.post("/api/v1/models/risk/report")
+        assert r.status_code == 201, r.text
+        doc = r.json()["report"]
+        assert doc["schema"] == "tunelens.report/1" and doc["rows"]["current"] == n
+        assert doc["drift"]["features"]["age"]["drifted"]
+        assert client.get("/api/v1/models/risk/report").json()["report"]["rows"] == doc["rows"]
+        assert client.put("/api/v1/models/nobody/reference", content=b"x").status_code == 404
+
+
+def test_rules_through_the_api(store: DuckDBStore) -> None:
+    with client_for(store) as client:
+        assert client.get("/api/v1/rules").json() == {"rules": []}
+        rule = {"name": "acc", "kind": "threshold", "metric": "accuracy", "op": "<", "value": 0.9}
+        r = client.put("/api/v1/rules", json={"rules": [rule]})
+        assert r.status_code == 200 and r.json()["rules"][0]["name"] == "acc"
+        assert [x["name"] for x in client.get("/api/v1/rules").json()["rules"]] == ["acc"]
+        bad = client.put("/api/v1/rules", json={"rules": [{**rule, "metric": "acuracy"}]})
+        assert bad.status_code == 422 and "acuracy" in bad.json()["error"]

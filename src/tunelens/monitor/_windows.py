@@ -47,6 +47,10 @@ _UNIT_SECONDS: dict[str, int] = {
 _WINDOW_RE = re.compile(r"^\s*(\d+)?\s*([A-Za-z]+)\s*$")
 
 
+#: the widest window: 100 years (window starts in microseconds stay far inside int64)
+MAX_WINDOW_S = 100 * 366 * 86_400
+
+
 def parse_window(window: str | int | timedelta | pd.Timedelta, field: str = "window") -> int:
     """Width of a window in whole seconds.
 
@@ -83,11 +87,16 @@ def parse_window(window: str | int | timedelta | pd.Timedelta, field: str = "win
         factor = _UNIT_SECONDS.get(unit.lower())
         if factor is None:
             raise InputError(field, f"unknown unit {unit!r} in {window!r}", fix)
-        seconds = float(int(count_text or "1") * factor)
+        count = count_text or "1"
+        if len(count) > 12:  # also keeps int() under its 4300-digit limit
+            raise InputError(field, f"{window[:40]!r} is too wide", fix)
+        seconds = float(int(count) * factor)
     else:
         raise InputError(field, f"{window!r} is not a window width", fix)
     if seconds < 1 or seconds != int(seconds):
         raise InputError(field, f"{window!r} is not a whole number of seconds >= 1", fix)
+    if seconds > MAX_WINDOW_S:
+        raise InputError(field, f"{window!r} is wider than {MAX_WINDOW_S} seconds", fix)
     return int(seconds)
 
 

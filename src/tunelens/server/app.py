@@ -34,6 +34,7 @@ import io
 import json
 import math
 import os
+import re
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -42,7 +43,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import pandas as pd
@@ -51,7 +52,16 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+)
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tunelens.errors import InputError
@@ -99,19 +109,43 @@ class Settings:
 # ---------------------------------------------------------------- request bodies
 
 
+# JSON integers exact in float64 (larger ids go as strings); epoch seconds and ISO times
+# inside pandas' range
+SafeInt = Annotated[int, Field(ge=-(2**53), le=2**53)]
+EpochSeconds = Annotated[float, Field(ge=-9_000_000_000.0, le=9_000_000_000.0)]
+Time = Annotated[datetime, AfterValidator(lambda t: _in_pandas_range(t))]
+
+
+def _in_pandas_range(t: datetime) -> datetime:
+    if not 1678 <= t.year <= 2261:
+        raise ValueError("must be between the years 1678 and 2261")
+    return t
+
+
+def _not_a_number(value: Any) -> Any:
+    """Query times are ISO-8601 only, as the schema says (pydantic would read "0.5" as epoch)."""
+    if isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
+        raise ValueError("give an ISO-8601 time such as 2026-01-31T12:00:00Z")
+    return value
+
+
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+QueryTime = Annotated[Time, BeforeValidator(_not_a_number)]
+
+
 class PredictionRecord(BaseModel):
     """One prediction."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
-    id: str | int = Field(description="the prediction's id; labels join on it")
-    prediction: bool | int | float | str = Field(
+    id: str | SafeInt = Field(description="the prediction's id; labels join on it")
+    prediction: bool | SafeInt | float | str = Field(
         description="the predicted class label, or the predicted value for regression"
     )
-    timestamp: datetime | float | None = Field(
+    timestamp: Time | EpochSeconds | None = Field(
         default=None, description="ISO-8601 time or epoch seconds; default: now"
     )
-    features: dict[str, bool | int | float | str | None] | None = None
+    features: dict[str, bool | SafeInt | float | str | None] | None = None
     score: float | None = Field(
         default=None, ge=0.0, le=1.0, description="binary: probability of the positive class"
     )
@@ -132,11 +166,11 @@ class PredictionBatch(BaseModel):
 class LabelRecord(BaseModel):
     """One late label."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
-    id: str | int
-    label: bool | int | float | str
-    timestamp: datetime | float | None = None
+    id: str | SafeInt
+    label: bool | SafeInt | float | str
+    timestamp: Time | EpochSeconds | None = None
 
 
 class LabelBatch(BaseModel):
@@ -145,6 +179,12 @@ class LabelBatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     records: list[LabelRecord] = Field(min_length=1)
+
+
+class RulesBody(BaseModel):
+    """Alert rules: objects with ``name``, ``kind`` and that kind's fields."""
+
+    rules: list[dict[str, Any]]
 
 
 class Accepted(BaseModel):
@@ -224,33 +264,34 @@ class _BodyLimit:
                 if size > self.limit:
                     await _send_413(send, self.limit)
                     return
+        # Read the whole body here, counting, before the app sees any of it: an exception
+        # raised from inside `receive` would reach Starlette's ServerErrorMiddleware
+        # (wrapped in an ExceptionGroup by BaseHTTPMiddleware's task group) and become a
+        # 500 before this middleware could answer 413.
+        chunks: list[bytes] = []
         seen = 0
-        started = False
-
-        async def limited() -> Message:
-            nonlocal seen
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.limit:
-                    raise _TooLargeError
-            return message
-
-        async def tracked_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
-        try:
-            await self.app(scope, limited, tracked_send)
-        except _TooLargeError:
-            if not started:
+            if message["type"] != "http.request":  # the client went away
+                return
+            chunk = message.get("body", b"")
+            seen += len(chunk)
+            if seen > self.limit:
                 await _send_413(send, self.limit)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        replayed = False
 
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+            return await receive()  # after the body: wait for the disconnect
 
-class _TooLargeError(Exception):
-    pass
+        await self.app(scope, replay, send)
 
 
 async def _send_413(send: Send, limit: int) -> None:
@@ -340,6 +381,7 @@ class _Service:
         self._lock = threading.Lock()
         self.model_locks: dict[str, threading.Lock] = {}
         self.writers: dict[str, _GroupWriter] = {}
+        self.alerts: Any = None
 
     def monitor(self, model: str, *, create: bool) -> Monitor:
         with self._lock:
@@ -364,7 +406,27 @@ class _Service:
         with self._lock:
             return self.model_locks.setdefault(model, threading.Lock())
 
+    def start_alerts(self) -> None:
+        """Start the alert loop when there are rules (idempotent)."""
+        with self._lock:
+            if self.alerts is None and self.settings.rules:
+                from tunelens.server.alerting import AlertLoop
+
+                self.alerts = AlertLoop(self)
+                self.alerts.start()
+
+    def stop_alerts(self) -> None:
+        with self._lock:
+            loop, self.alerts = self.alerts, None
+        if loop is not None:
+            loop.stop()
+
+    def restart_alerts(self) -> None:
+        self.stop_alerts()
+        self.start_alerts()
+
     def close(self) -> None:
+        self.stop_alerts()
         with self._lock:
             for monitor in self._monitors.values():
                 monitor.close()
@@ -512,12 +574,10 @@ def create_app(store: Store | str | os.PathLike[str], settings: Settings | None 
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> Any:
-        engine = _start_alerts(service)
+        service.start_alerts()
         try:
             yield
         finally:
-            if engine is not None:
-                engine.stop()
             service.close()
             if owns_store:
                 opened.close()
@@ -546,8 +606,8 @@ def create_app(store: Store | str | os.PathLike[str], settings: Settings | None 
         if not ok:
             raise HTTPException(401, "missing or wrong bearer token")
 
-    @app.exception_handler(HTTPException)
-    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         response = _error(exc.status_code, str(exc.detail))
         if exc.status_code == 401:
             response.headers["WWW-Authenticate"] = "Bearer"
@@ -736,8 +796,8 @@ def create_app(store: Store | str | os.PathLike[str], settings: Settings | None 
         model: str,
         request: Request,
         window: str = "1h",
-        since: datetime | None = None,
-        until: datetime | None = None,
+        since: QueryTime | None = None,
+        until: QueryTime | None = None,
     ) -> dict[str, Any]:
         """The windowed metrics: one object per window holding predictions."""
         authorise(request, write=False)
@@ -758,6 +818,139 @@ def create_app(store: Store | str | os.PathLike[str], settings: Settings | None 
         limit = max(1, min(int(limit), 10_000))
         events = service.store.list_alerts(model, limit=limit)
         return {"model": model, "alerts": [_jsonable(e.__dict__) for e in events]}
+
+    # ------------------------------------------------------------ reference, drift, report
+
+    columnar_body = {
+        "requestBody": {
+            "required": True,
+            "content": {
+                PARQUET_TYPES[0]: {"schema": {"type": "string", "format": "binary"}},
+                ARROW_TYPES[0]: {"schema": {"type": "string", "format": "binary"}},
+            },
+        }
+    }
+
+    @app.put(
+        "/api/v1/models/{model:path}/reference",
+        status_code=201,
+        openapi_extra=columnar_body,
+        responses={
+            400: {"model": ErrorBody},
+            404: {"model": ErrorBody},
+            415: {"model": ErrorBody},
+            422: {"model": ErrorBody},
+        },
+        tags=["reference"],
+    )
+    async def put_reference(model: str, request: Request) -> dict[str, Any]:
+        """Register the model's reference data (Parquet or Arrow IPC): its feature columns,
+        and ``label``, ``prediction`` and ``score`` (or ``score_<k>``) for quality reports.
+        Drift is measured against it."""
+        authorise(request, write=True)
+        body, kind = await body_of(request)
+        return await run_in_threadpool(store_reference, model, body, kind)
+
+    def store_reference(model: str, body: bytes, kind: str) -> dict[str, Any]:
+        if service.store.get_model(model) is None:
+            raise HTTPException(404, f"model {model!r} is not in the store")
+        if kind not in ARROW_TYPES + PARQUET_TYPES:
+            raise HTTPException(415, f"send the reference as Parquet or Arrow IPC, not {kind!r}")
+        table = _read_columnar(body, kind)
+        if table.num_rows == 0:
+            raise InputError("reference", "has no rows", "send at least one row")
+        import pyarrow.parquet as pq
+
+        sink = io.BytesIO()
+        pq.write_table(table, sink)
+        when = service.store.put_blob(model, "reference", sink.getvalue())
+        return {
+            "model": model,
+            "rows": table.num_rows,
+            "columns": table.column_names,
+            "registered_at": when.isoformat(),
+        }
+
+    @app.get(
+        "/api/v1/models/{model:path}/drift",
+        tags=["read"],
+        responses={404: {"model": ErrorBody}, 422: {"model": ErrorBody}},
+    )
+    def get_drift(
+        model: str,
+        request: Request,
+        since: QueryTime | None = None,
+        until: QueryTime | None = None,
+    ) -> dict[str, Any]:
+        """Drift of every feature (and of the score) in ``[since, until)`` against the
+        model's reference; ``reference`` is null until one is registered."""
+        authorise(request, write=False)
+        record = service.store.get_model(model)
+        if record is None:
+            raise HTTPException(404, f"model {model!r} is not in the store")
+        from tunelens.server.quality import drift_document
+
+        return drift_document(service.store, record, since, until)
+
+    @app.get(
+        "/api/v1/models/{model:path}/report", tags=["read"], responses={404: {"model": ErrorBody}}
+    )
+    def get_report(model: str, request: Request) -> dict[str, Any]:
+        """The latest quality report (``tunelens.report/1``), or null."""
+        authorise(request, write=False)
+        if service.store.get_model(model) is None:
+            raise HTTPException(404, f"model {model!r} is not in the store")
+        found = service.store.get_blob(model, "report")
+        if found is None:
+            return {"model": model, "created_at": None, "report": None}
+        return {"model": model, "created_at": found[1].isoformat(), "report": json.loads(found[0])}
+
+    @app.post(
+        "/api/v1/models/{model:path}/report",
+        status_code=201,
+        tags=["reference"],
+        responses={404: {"model": ErrorBody}, 422: {"model": ErrorBody}},
+    )
+    def post_report(
+        model: str,
+        request: Request,
+        since: QueryTime | None = None,
+        until: QueryTime | None = None,
+    ) -> dict[str, Any]:
+        """Run the quality analysis of ``[since, until)`` (labelled rows) against the
+        reference, store it as the latest report and return it."""
+        authorise(request, write=True)
+        record = service.store.get_model(model)
+        if record is None:
+            raise HTTPException(404, f"model {model!r} is not in the store")
+        from tunelens.server.quality import report_document
+
+        doc = report_document(service.store, record, since, until)
+        when = service.store.put_blob(model, "report", json.dumps(doc).encode())
+        return {"model": model, "created_at": when.isoformat(), "report": doc}
+
+    # ------------------------------------------------------------ alert rules
+
+    @app.get("/api/v1/rules", tags=["alerts"])
+    def get_rules(request: Request) -> dict[str, Any]:
+        """The alert rules in force."""
+        authorise(request, write=False)
+        return {"rules": [rule.to_dict() for rule in service.settings.rules]}
+
+    @app.put(
+        "/api/v1/rules",
+        tags=["alerts"],
+        responses={400: {"model": ErrorBody}, 422: {"model": ErrorBody}},
+    )
+    def put_rules(request: Request, payload: RulesBody) -> dict[str, Any]:
+        """Replace the alert rules (same fields as the TOML file's ``[[rule]]`` tables)."""
+        authorise(request, write=True)
+        from tunelens.monitor.alerts import rules_from_dicts
+
+        rules = rules_from_dicts(payload.rules)
+        service.settings.rules = list(rules)
+        service.restart_alerts()
+        return {"rules": [rule.to_dict() for rule in rules]}
 
     @app.get("/healthz", tags=["service"])
     def healthz() -> dict[str, Any]:
@@ -809,6 +1002,15 @@ def create_app(store: Store | str | os.PathLike[str], settings: Settings | None 
             for name, definition in generated.pop("$defs", {}).items():
                 components[name] = definition
             components[body_model.__name__] = generated
+        error_ref = {"$ref": "#/components/schemas/ErrorBody"}
+        components.setdefault("ErrorBody", ErrorBody.model_json_schema())
+        for operations in schema.get("paths", {}).values():
+            for operation in operations.values():
+                unprocessable = operation.get("responses", {}).get("422")
+                if unprocessable is not None:  # FastAPI's default: HTTPValidationError
+                    unprocessable["content"] = {"application/json": {"schema": error_ref}}
+        for name in ("HTTPValidationError", "ValidationError"):
+            components.pop(name, None)
         app.openapi_schema = schema
         return schema
 
@@ -843,13 +1045,3 @@ def _plotly_js() -> bytes:
 
     source: str = plotly.offline.get_plotlyjs()
     return source.encode("utf-8")
-
-
-def _start_alerts(service: _Service) -> Any:
-    if not service.settings.rules:
-        return None
-    from tunelens.server.alerting import AlertLoop
-
-    loop = AlertLoop(service)
-    loop.start()
-    return loop

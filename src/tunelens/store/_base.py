@@ -246,6 +246,16 @@ class Store(Protocol):
         keeps those fired at or after it, ``state`` those in that state."""
         ...
 
+    def put_blob(self, model: str, kind: str, data: bytes) -> datetime:
+        """Store (or replace) the model's document of that kind: its reference table
+        (``"reference"``, Parquet bytes), its latest quality report (``"report"``, JSON).
+        Returns when it was stored (UTC)."""
+        ...
+
+    def get_blob(self, model: str, kind: str) -> tuple[bytes, datetime] | None:
+        """The model's document of that kind and when it was stored, or None."""
+        ...
+
     def close(self) -> None:
         """Release the file or connection. Idempotent."""
         ...

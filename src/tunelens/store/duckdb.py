@@ -28,6 +28,8 @@ Layout of the file (schema version `SCHEMA_VERSION`, kept in ``meta``):
   gpu_memory_bytes)``.
 - ``window_states(model_id, window_s, start, states, values, computed_at)`` keyed by
   ``(model_id, window_s, start)``; states and values are JSON text.
+- ``blobs(model, kind, created_at, data)``: a document per model and kind (the
+  reference table as Parquet, the latest quality report as JSON).
 - ``alerts(id, model, rule, state, fired_at, resolved_at, severity, value, window_start,
   evidence, notified)``: one row per alert firing, keyed by ``id``; the model's name is
   stored verbatim (it is data, never part of SQL).
@@ -210,6 +212,14 @@ def _migrate_5(con: Connection) -> None:
     )
 
 
+def _migrate_6(con: Connection) -> None:
+    """Version 6: ``blobs``, one document per (model, kind): reference tables, reports."""
+    con.execute(
+        "CREATE TABLE blobs (model VARCHAR NOT NULL, kind VARCHAR NOT NULL, "
+        "created_at TIMESTAMP NOT NULL, data BLOB NOT NULL, PRIMARY KEY (model, kind))"
+    )
+
+
 #: Migration ``i`` takes a file from schema version ``i`` to ``i + 1``. Append only:
 #: never edit a migration that has shipped.
 MIGRATIONS: Final[tuple[Callable[[Connection], None], ...]] = (
@@ -218,6 +228,7 @@ MIGRATIONS: Final[tuple[Callable[[Connection], None], ...]] = (
     _migrate_3,
     _migrate_4,
     _migrate_5,
+    _migrate_6,
 )
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 
@@ -1286,6 +1297,28 @@ class DuckDBStore:
             rows = con.execute(sql, params).fetchall()
         return [_alert_from_row(r) for r in rows]
 
+    def put_blob(self, model: str, kind: str, data: bytes) -> datetime:
+        """Store (or replace) the model's document of that kind; returns when (UTC)."""
+        _check_blob(model, kind, data)
+        now = _now()
+        with self._transaction() as con:
+            con.execute(
+                "INSERT OR REPLACE INTO blobs (model, kind, created_at, data) VALUES (?, ?, ?, ?)",
+                [model, kind, now, bytes(data)],
+            )
+        return cast(datetime, _aware(now))
+
+    def get_blob(self, model: str, kind: str) -> tuple[bytes, datetime] | None:
+        """The model's document of that kind and when it was stored, or None."""
+        _check_blob(model, kind, b"")
+        with self._connection() as con:
+            rows = con.execute(
+                "SELECT data, created_at FROM blobs WHERE model = ? AND kind = ?", [model, kind]
+            ).fetchall()
+        if not rows:
+            return None
+        return bytes(rows[0][0]), cast(datetime, _aware(rows[0][1]))
+
     def get_window_states(
         self,
         model: str,
@@ -1316,6 +1349,15 @@ class DuckDBStore:
             )
             for start, states, values, computed_at in result
         ]
+
+
+def _check_blob(model: str, kind: str, data: bytes) -> None:
+    if not isinstance(model, str) or not model:
+        raise InputError("model", f"is {model!r}", "give the model's name")
+    if not isinstance(kind, str) or not kind:
+        raise InputError("kind", f"is {kind!r}", "give the document's kind, e.g. 'reference'")
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise InputError("data", f"is a {type(data).__name__}", "give bytes")
 
 
 def _alert_row(event: AlertEvent) -> list[Any]:

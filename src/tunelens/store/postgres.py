@@ -69,6 +69,7 @@ from tunelens.store.duckdb import (
     _UTC_US,
     _as_table,
     _aware,
+    _check_blob,
     _check_record,
     _coerce,
     _json_default,
@@ -168,9 +169,21 @@ def _migrate_1(cur: Cursor) -> None:
     cur.execute("CREATE INDEX IF NOT EXISTS alerts_model_fired ON alerts (model, fired_at)")
 
 
+def _migrate_2(cur: Cursor) -> None:
+    """Version 2: ``blobs``, one document per (model, kind): reference tables, reports."""
+    cur.execute(
+        """CREATE TABLE IF NOT EXISTS blobs (
+            model text NOT NULL,
+            kind text NOT NULL,
+            created_at timestamp NOT NULL,
+            data bytea NOT NULL,
+            PRIMARY KEY (model, kind))"""
+    )
+
+
 #: Migration ``i`` takes a database from schema version ``i`` to ``i + 1``, inside the
 #: one transaction that holds the schema's advisory lock. Append only.
-MIGRATIONS: Final[tuple[Callable[[Cursor], None], ...]] = (_migrate_1,)
+MIGRATIONS: Final[tuple[Callable[[Cursor], None], ...]] = (_migrate_1, _migrate_2)
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 
 
@@ -1019,6 +1032,32 @@ class PostgresStore:
         ]
 
     # ----------------------------------------------------------------- alerts
+
+    def put_blob(self, model: str, kind: str, data: bytes) -> datetime:
+        """Store (or replace) the model's document of that kind; returns when (UTC)."""
+        _check_blob(model, kind, data)
+        now = datetime.now(UTC).replace(tzinfo=None)
+        with self._transaction() as cur:
+            cur.execute(
+                "INSERT INTO blobs (model, kind, created_at, data) VALUES (%s, %s, %s, %s) "
+                "ON CONFLICT (model, kind) DO UPDATE SET created_at = excluded.created_at, "
+                "data = excluded.data",
+                [model, kind, now, bytes(data)],
+            )
+        return now.replace(tzinfo=UTC)
+
+    def get_blob(self, model: str, kind: str) -> tuple[bytes, datetime] | None:
+        """The model's document of that kind and when it was stored, or None."""
+        _check_blob(model, kind, b"")
+        with self._transaction() as cur:
+            cur.execute(
+                "SELECT data, created_at FROM blobs WHERE model = %s AND kind = %s",
+                [model, kind],
+            )
+            row = cur.fetchone()
+        if row is None:
+            return None
+        return bytes(row[0]), row[1].replace(tzinfo=UTC)
 
     def put_alert(self, event: AlertEvent) -> None:
         """Insert the alert firing, or replace the stored one with the same ``id``."""

@@ -860,6 +860,25 @@ class StoreContract:
         store.close()
         assert make_store().list_alerts() == [event]
 
+    # ---------------------------------------------------------------- documents
+
+    def test_blobs_replace_by_model_and_kind(self, make_store: MakeStore) -> None:
+        store = make_store()
+        assert store.get_blob(AWKWARD_NAMES[3], "reference") is None
+        when = store.put_blob(AWKWARD_NAMES[3], "reference", b"\x00PAR1 bytes")
+        got = store.get_blob(AWKWARD_NAMES[3], "reference")
+        assert got is not None and got[0] == b"\x00PAR1 bytes" and got[1].tzinfo is not None
+        assert abs((got[1] - when).total_seconds()) < 1e-3
+        store.put_blob(AWKWARD_NAMES[3], "report", b'{"schema": "tunelens.report/1"}')
+        store.put_blob(AWKWARD_NAMES[3], "reference", b"second")
+        assert store.get_blob(AWKWARD_NAMES[3], "reference")[0] == b"second"  # type: ignore[index]
+        assert store.get_blob(AWKWARD_NAMES[4], "reference") is None
+        with pytest.raises(InputError, match="kind"):
+            store.put_blob("m", "", b"x")
+        store.close()
+        reopened = make_store()
+        assert reopened.get_blob(AWKWARD_NAMES[3], "report")[0].startswith(b"{")  # type: ignore[index]
+
     def test_data_survives_reopening(self, make_store: MakeStore) -> None:
         store = make_store("shared")
         _binary(store, a="float")
