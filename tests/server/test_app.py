@@ -307,3 +307,63 @@ def test_rules_through_the_api(store: DuckDBStore) -> None:
         assert [x["name"] for x in client.get("/api/v1/rules").json()["rules"]] == ["acc"]
         bad = client.put("/api/v1/rules", json={"rules": [{**rule, "metric": "acuracy"}]})
         assert bad.status_code == 422 and "acuracy" in bad.json()["error"]
+
+
+def test_drift_and_reference_drop_rules_fire_in_the_server(store: DuckDBStore) -> None:
+    from tunelens.monitor.alerts import rules_from_dicts
+    from tunelens.server.alerting import AlertLoop
+
+    rules = rules_from_dicts(
+        [
+            {"name": "drifted", "kind": "drift", "max_share": 0.3, "window": "1h"},
+            {
+                "name": "below reference",
+                "kind": "drop",
+                "metric": "accuracy",
+                "drop": 0.05,
+                "baseline": "reference",
+                "window": "1h",
+                "min_rows": 100,
+            },
+        ]
+    )
+    rng = np.random.default_rng(9)
+    n = 1500
+    # a complete hour, recent enough for the engine's lookback
+    start = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
+    with client_for(store, rules=list(rules), alert_interval_s=3600) as client:
+        records = [
+            {
+                "id": f"d{i}",
+                "timestamp": (start + timedelta(seconds=2 * i)).isoformat(),
+                "prediction": 1,
+                "score": 0.9,
+                "features": {"age": float(rng.normal(60, 5))},
+            }
+            for i in range(n)
+        ]
+        client.post("/api/v1/models/risk/predictions", json={"records": records})
+        labels = [{"id": r["id"], "label": int(rng.random() < 0.6)} for r in records]
+        client.post("/api/v1/models/risk/labels", json={"records": labels})
+        reference = pa.table(
+            {
+                "age": rng.normal(40, 5, n),
+                "label": np.ones(n, dtype=int),
+                "prediction": np.ones(n, dtype=int),
+                "score": np.full(n, 0.9),
+            }
+        )
+        buf = io.BytesIO()
+        pq.write_table(reference, buf)
+        client.put(
+            "/api/v1/models/risk/reference",
+            content=buf.getvalue(),
+            headers={"content-type": "application/vnd.apache.parquet"},
+        )
+        service = client.app.app.state.service  # type: ignore[attr-defined]
+        AlertLoop(service).evaluate_all(now=start + timedelta(hours=1, minutes=5))
+        fired = {a.rule: a for a in store.list_alerts("risk")}
+        assert set(fired) == {"drifted", "below reference"}, fired
+        assert "accuracy" in fired["below reference"].evidence
+        alerts = client.get("/api/v1/models/risk/alerts").json()["alerts"]
+        assert {a["rule"] for a in alerts} == {"drifted", "below reference"}

@@ -417,3 +417,20 @@ def test_speed_smoke(tmp_path: Path) -> None:
         assert out.num_rows == n and out.column("label").null_count == 0
         assert append_s < 2.0, f"append of {n} rows took {append_s:.2f} s"
         assert scan_s < 2.0, f"scan of {n} rows took {scan_s:.2f} s"
+
+
+def test_duckdb_memory_url_opens_an_in_memory_store() -> None:
+    from tunelens.store import open_store
+
+    for url in ("duckdb:///:memory:", "duckdb://:memory:", "duckdb://"):
+        store = open_store(url)
+        assert store.path == ":memory:"  # type: ignore[attr-defined]
+        store.close()
+
+
+def test_memory_limit_is_checked(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="memory_limit"):
+        DuckDBStore(tmp_path / "m.duckdb", memory_limit="lots")
+    with DuckDBStore(tmp_path / "m.duckdb", memory_limit="64MB") as store:
+        value = store._con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]  # type: ignore[union-attr]
+        assert value.startswith("61") or "MiB" in value or "MB" in value

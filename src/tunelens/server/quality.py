@@ -19,7 +19,7 @@ import pandas as pd
 from tunelens.errors import InputError
 from tunelens.store import FEATURE_PREFIX, ModelRecord, Store
 
-__all__ = ["drift_document", "report_document"]
+__all__ = ["drift_document", "reference_metrics", "report_document"]
 
 
 def _reference(store: Store, model: str) -> tuple[pd.DataFrame, datetime] | None:
@@ -112,6 +112,48 @@ def drift_document(
             column_drift(ref["score"].dropna(), cur["score"].dropna(), kind="numeric")
         )
     return doc
+
+
+def reference_metrics(store: Store, record: ModelRecord) -> dict[str, float] | None:
+    """Accuracy, F1, ... (or MAE, RMSE, R2) of the reference table, or None when it has
+    no ``label`` and ``prediction`` columns (or there is no reference)."""
+    import math
+
+    from tunelens.metrics import (
+        classification_metrics,
+        mean_absolute_error,
+        r2_score,
+        root_mean_squared_error,
+    )
+
+    found = _reference(store, record.name)
+    if found is None:
+        return None
+    ref, _ = found
+    if "label" not in ref.columns or "prediction" not in ref.columns:
+        return None
+    ref = ref[ref["label"].notna() & ref["prediction"].notna()]
+    if ref.empty:
+        return None
+    if record.task == "regression":
+        y, p = ref["label"].to_numpy(float), ref["prediction"].to_numpy(float)
+        values = {
+            "mae": mean_absolute_error(y, p),
+            "rmse": root_mean_squared_error(y, p),
+            "r2": r2_score(y, p),
+        }
+    else:
+        scores = [c for c in _score_columns(record) if c in ref.columns]
+        score: Any = None
+        if len(scores) == 1:
+            score = ref[scores[0]].to_numpy(float)
+        elif scores:
+            score = ref[scores].to_numpy(float)
+        positive = record.classes[1] if record.task == "binary" and record.classes else None
+        values = classification_metrics(
+            ref["label"].to_numpy(), ref["prediction"].to_numpy(), score, positive=positive
+        )
+    return {k: float(v) for k, v in values.items() if math.isfinite(float(v))}
 
 
 def report_document(

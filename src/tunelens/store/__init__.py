@@ -85,7 +85,9 @@ def open_store(target: str | os.PathLike[str] | Store | None = None) -> Store:
         return DuckDBStore(text)
     scheme = scheme.lower()
     if scheme == "duckdb":
-        return DuckDBStore(rest or ":memory:")
+        if rest in ("", ":memory:", "/:memory:"):  # duckdb:///:memory: is in memory too
+            return DuckDBStore(":memory:")
+        return DuckDBStore(rest)
     if scheme in ("postgresql", "postgres"):
         from tunelens.store.postgres import PostgresStore
 
