@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 import tunelens
+import tunelens.diagnose
 import tunelens.metrics
 import tunelens.monitor
 import tunelens.monitor.alerts
@@ -37,6 +38,7 @@ def _public_names() -> list[str]:
         tunelens.report,
         tunelens.server,
         tunelens.monitor.alerts,
+        tunelens.diagnose,
     )
     for module in modules:
         names.update(n for n in module.__all__ if not n.startswith("_"))

@@ -24,6 +24,9 @@ _LAZY: dict[str, str] = {
     "Store": "tunelens.store",
     "DuckDBStore": "tunelens.store",
     "open_store": "tunelens.store",
+    "profile": "tunelens.diagnose.runtime",
+    "watch": "tunelens.diagnose.training",
+    "sensitivity": "tunelens.diagnose.sensitivity",
 }
 
 __all__ = [
@@ -35,9 +38,15 @@ __all__ = [
     "Store",
     "__version__",
     "open_store",
+    "profile",
+    "sensitivity",
+    "watch",
 ]
 
 if TYPE_CHECKING:
+    from tunelens.diagnose.runtime import profile
+    from tunelens.diagnose.sensitivity import sensitivity
+    from tunelens.diagnose.training import watch
     from tunelens.errors import InputError
     from tunelens.findings import Finding
     from tunelens.monitor import Monitor

@@ -863,6 +863,117 @@ def _print_report_summary(console: Console, doc: dict[str, Any], written: list[s
         console.print(f"wrote {path}")
 
 
+# --------------------------------------------------------------------------- profile
+
+
+@app.command("profile")
+def profile_command(
+    model: Annotated[
+        str,
+        typer.Argument(
+            help="TorchScript (.pt) or exported-program (.pt2) file, or module:factory."
+        ),
+    ],
+    input_shape: Annotated[
+        str, typer.Option("--input-shape", help="Input shape at batch 1, e.g. 1,3,224,224.")
+    ],
+    batch_sizes: Annotated[
+        str, typer.Option("--batch-sizes", help="Batch sizes of the sweep.")
+    ] = "1,8,32",
+    json_path: Annotated[
+        str | None, typer.Option("--json", help="Write the profile JSON here ('-': stdout).")
+    ] = None,
+    html_path: Annotated[
+        Path | None, typer.Option("--html", help="Write an HTML page of the profile here.")
+    ] = None,
+    device: Annotated[
+        str | None, typer.Option("--device", help="cpu or cuda (default: cuda if available).")
+    ] = None,
+    repeats: Annotated[int, typer.Option("--repeats", help="Timed repeats per batch size.")] = 20,
+) -> None:
+    """Where a PyTorch model's time, FLOPs and memory go, layer by layer, with findings."""
+    from tunelens.diagnose._load import check_input, load_model, parse_shape
+
+    shape = parse_shape(input_shape)
+    sizes = [int(b) for b in parse_shape(batch_sizes, "--batch-sizes")]
+    if repeats < 1:
+        raise InputError("--repeats", f"is {repeats}", "give at least 1")
+    module = load_model(model)
+    example = check_input(module, shape)
+    from tunelens.diagnose.runtime import profile
+
+    console = _stderr() if json_path == "-" else stdout_console()
+    with console.status("profiling", spinner="dots"):
+        result = profile(module, example, batch_sizes=tuple(sizes), device=device, repeats=repeats)
+    doc = result.to_dict()
+    text = json.dumps(doc, indent=2, allow_nan=False)
+    pending: list[tuple[Path, bytes]] = []
+    if json_path is not None and json_path != "-":
+        pending.append((Path(json_path), text.encode("utf-8")))
+    if html_path is not None:
+        from tunelens.report.profile_html import render_profile_html
+
+        pending.append((html_path, render_profile_html(doc).encode("utf-8")))
+    from tunelens._atomic import write_files
+
+    write_files(pending)
+    if json_path == "-":
+        sys.stdout.write(text + "\n")
+    _print_profile(console, doc, [str(p) for p, _ in pending])
+
+
+def _print_profile(console: Console, doc: dict[str, Any], written: list[str]) -> None:
+    from rich.table import Table
+
+    totals = doc.get("totals", {})
+    flops = totals.get("flops")
+    params = totals.get("params")
+    console.print(
+        f"[bold]{_si(flops)}FLOPs[/bold] per sample ({_si(totals.get('macs'))}MACs), "
+        f"{params:,} parameters"
+        if isinstance(params, int)
+        else f"{_si(flops)}FLOPs"
+    )
+    layers = sorted(
+        (r for r in doc.get("layers", []) if isinstance(r, dict)),
+        key=lambda r: -(r.get("self_ms") or 0.0),
+    )[:12]
+    if layers:
+        table = Table(title="slowest layers (batch 1)", show_edge=False)
+        for name in ("layer", "type", "self ms", "share", "FLOPs", "class"):
+            table.add_column(
+                name, justify="left" if name in ("layer", "type", "class") else "right"
+            )
+        for r in layers:
+            share = r.get("self_share")
+            table.add_row(
+                str(r.get("name", "")),
+                str(r.get("type", "")),
+                f"{r.get('self_ms', 0.0):.3f}",
+                "" if share is None else f"{share:.1%}",
+                _si(r.get("flops")),
+                str(r.get("bound", "")),
+            )
+        console.print(table)
+    for f in doc.get("findings", []):
+        console.print(
+            f"{f['severity']} {f['kind']} [bold]{f['where']}[/bold]: {f['evidence']}. "
+            f"[dim]{f['action']}[/dim]",
+            highlight=False,
+        )
+    for path in written:
+        console.print(f"wrote {path}")
+
+
+def _si(value: Any) -> str:
+    if not isinstance(value, int | float):
+        return "? "
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(value) >= scale:
+            return f"{value / scale:.2f} {unit}"
+    return f"{value:.0f} "
+
+
 # --------------------------------------------------------------------------- serve
 
 
