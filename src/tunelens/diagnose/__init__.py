@@ -6,6 +6,8 @@ wrong in training, and which inputs the model is sensitive to. Every answer is a
   memory and roofline class of a ``torch.nn.Module``, a batch-size sweep, findings;
 - `count_flops` (in :mod:`tunelens.diagnose.flops`): forward FLOPs per module, attention
   included, with the operators no formula covers named;
+- `profile_pipeline` (in :mod:`tunelens.diagnose.pipeline`): the time of each step of a
+  scikit-learn pipeline across batch sizes, with findings;
 - `watch` (in :mod:`tunelens.diagnose.training`): training diagnostics from inside the
   user's loop;
 - `sensitivity` (in :mod:`tunelens.diagnose.sensitivity`): permutation importance,
@@ -29,6 +31,8 @@ _LAZY: dict[str, str] = {
     "Watch": "tunelens.diagnose.training",
     "sensitivity": "tunelens.diagnose.sensitivity",
     "Sensitivity": "tunelens.diagnose.sensitivity",
+    "profile_pipeline": "tunelens.diagnose.pipeline",
+    "PipelineProfile": "tunelens.diagnose.pipeline",
 }
 
 __all__ = sorted(_LAZY)
