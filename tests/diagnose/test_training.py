@@ -166,12 +166,47 @@ def test_history_sampling_and_store(tmp_path: Any) -> None:
     assert ("mlp", "training") in store.blobs
 
 
-def test_logdir_without_tensorboard_warns(tmp_path: Any) -> None:
-    if importlib.util.find_spec("tensorboard") is not None:
-        pytest.skip("tensorboard installed: event files are written instead")
+def test_logdir_without_tensorboard_warns(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    import tunelens.diagnose.training as tr
+
+    real = importlib.import_module
+
+    def no_tensorboard(name: str, *args: Any) -> Any:
+        if name.startswith("tensorboard") or name == "torch.utils.tensorboard":
+            raise ImportError(f"No module named {name!r}")
+        return real(name, *args)
+
+    monkeypatch.setattr(tr.importlib, "import_module", no_tensorboard)
     model = _model("healthy")
     with pytest.warns(UserWarning, match="tensorboard"), watch(model, logdir=str(tmp_path)) as w:
         w.step(1.0)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_logdir_writes_tensorboard_events(tmp_path: Any) -> None:
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 2))
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    X = torch.randn(128, 8)
+    y = (X[:, 0] > 0).long()
+    with watch(model, opt, every=5, logdir=str(tmp_path)) as w:
+        for _ in range(20):
+            opt.zero_grad()
+            loss = torch.nn.functional.cross_entropy(model(X), y)
+            loss.backward()
+            w.step(loss)
+            opt.step()
+    events = EventAccumulator(str(tmp_path))
+    events.Reload()
+    scalars = events.Tags()["scalars"]
+    assert {"train/loss", "train/lr", "grad_norm/0", "dead_share/1"} <= set(scalars)
+    losses = [e.value for e in events.Scalars("train/loss")]
+    assert len(losses) == 20
+    assert losses[0] == pytest.approx(float(w.history["loss"].iloc[0]), rel=1e-5)
+    assert events.Tags()["histograms"], "weight histograms are written on sampled steps"
 
 
 def test_lightning_callback_guarded() -> None:
@@ -243,3 +278,54 @@ def test_overhead_under_ten_percent() -> None:
     overhead = min(watched) / min(base) - 1
     print(f"watch(every=10) overhead: {100 * overhead:.1f}%")
     assert overhead < 0.10
+
+
+@pytest.mark.slow
+def test_lightning_callback_finds_a_learning_rate_too_high() -> None:
+    pl = pytest.importorskip("lightning.pytorch")
+    import tunelens.diagnose.training as tr
+
+    class Net(pl.LightningModule):  # type: ignore[misc]
+        def __init__(self, lr: float) -> None:
+            super().__init__()
+            self.lr = lr
+            self.net = torch.nn.Sequential(
+                torch.nn.Linear(64, 64), torch.nn.ReLU(), torch.nn.Linear(64, 10)
+            )
+
+        def forward(self, x: Any) -> Any:
+            return self.net(x)
+
+        def training_step(self, batch: Any, batch_idx: int) -> Any:
+            x, y = batch
+            return torch.nn.functional.cross_entropy(self(x), y)
+
+        def configure_optimizers(self) -> Any:
+            return torch.optim.SGD(self.parameters(), lr=self.lr, momentum=0.9)
+
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    X = torch.tensor(digits.data / 16.0, dtype=torch.float32)
+    y = torch.tensor(digits.target)
+    loader = torch.utils.data.DataLoader(
+        torch.utils.data.TensorDataset(X, y), batch_size=32, shuffle=True
+    )
+    results = {}
+    for lr in (0.01, 1.0):
+        torch.manual_seed(0)
+        callback = tr.TunelensCallback(every=10)
+        trainer = pl.Trainer(
+            max_epochs=3,
+            callbacks=[callback],
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            accelerator="cpu",
+        )
+        trainer.fit(Net(lr), loader)
+        assert callback.watch is not None and len(callback.watch.history) > 100
+        results[lr] = callback.watch.findings()
+    assert not [f for f in results[0.01] if f.severity == "high"]
+    assert results[1.0] and results[1.0][0].kind == "lr_too_high"
