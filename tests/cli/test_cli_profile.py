@@ -111,3 +111,26 @@ def test_bad_model_or_shape_exit_2(
 ) -> None:
     result = cli("profile", spec, "--input-shape", shape)
     assert result.code == 2 and needle in result.err, result.err
+
+
+def test_exported_program_file(cli: Invoke, factory: str, tmp_path: Path) -> None:
+    import tl_profile_models
+
+    path = tmp_path / "m.pt2"
+    exported = torch.export.export(tl_profile_models.make(), (torch.randn(1, 3, 16, 16),))
+    torch.export.save(exported, str(path))
+    result = cli(
+        "profile",
+        path,
+        "--input-shape",
+        "1,3,16,16",
+        "--batch-sizes",
+        "1",
+        "--repeats",
+        "2",
+        "--json",
+        "-",
+    )
+    assert result.code == 0, result.err
+    doc = json.loads(result.out)
+    assert doc["totals"]["params"] == sum(p.numel() for p in tl_profile_models.make().parameters())

@@ -45,9 +45,23 @@ def load_model(spec: str) -> Any:
             raise InputError(str(path), "no such file")
         if path.suffix == ".pt2":
             try:
-                return torch.export.load(str(path)).module()
+                graph = torch.export.load(str(path)).module()
             except Exception as exc:
                 raise InputError(str(path), f"is not an exported program: {_line(exc)}") from None
+            # An exported graph is traced in one mode and refuses train()/eval(); the
+            # profiler switches modes to count training FLOPs and restore the model, so
+            # those calls become no-ops here (the graph keeps the mode it was traced in).
+            import types
+
+            def fixed_mode(self: Any, mode: bool = True) -> Any:
+                return self
+
+            def fixed_eval(self: Any) -> Any:
+                return self
+
+            graph.train = types.MethodType(fixed_mode, graph)  # type: ignore[method-assign]
+            graph.eval = types.MethodType(fixed_eval, graph)  # type: ignore[method-assign]
+            return graph
         try:
             return torch.jit.load(str(path), map_location="cpu")  # type: ignore[no-untyped-call]
         except Exception as exc:
