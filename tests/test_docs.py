@@ -19,6 +19,7 @@ import tunelens.quality
 import tunelens.report
 import tunelens.server
 import tunelens.store
+import tunelens.tune
 from tunelens.cli import app
 from tunelens.monitor import Monitor
 
@@ -39,6 +40,7 @@ def _public_names() -> list[str]:
         tunelens.server,
         tunelens.monitor.alerts,
         tunelens.diagnose,
+        tunelens.tune,
     )
     for module in modules:
         names.update(n for n in module.__all__ if not n.startswith("_"))
