@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -33,8 +32,9 @@ from typing import Any
 
 import numpy as np
 
+from tunelens.diagnose.runtime import _json_safe, _pct, _severity, _stats
 from tunelens.errors import InputError
-from tunelens.findings import Finding, Severity
+from tunelens.findings import Finding
 
 __all__ = ["METHODS", "UNATTRIBUTED", "PipelineProfile", "profile_pipeline"]
 
@@ -139,46 +139,13 @@ class PipelineProfile:
         raise KeyError(name)
 
 
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, bool | int | str) or value is None:
-        return value
-    if isinstance(value, float | np.floating):
-        f = float(value)
-        return f if math.isfinite(f) else None
-    if isinstance(value, np.integer):
-        return int(value)
-    return str(value)
-
-
 # --------------------------------------------------------------------------- helpers
-def _stats(values: Sequence[float]) -> dict[str, float]:
-    arr = np.asarray(values, dtype=float)
-    if arr.size == 0:
-        return {"median": 0.0, "iqr": 0.0, "p90": 0.0}
-    q25, q50, q75, q90 = np.percentile(arr, [25, 50, 75, 90])
-    return {"median": float(q50), "iqr": float(q75 - q25), "p90": float(q90)}
 
 
 def _time_ms(fn: Callable[[], Any]) -> float:
     t0 = time.perf_counter_ns()
     fn()
     return (time.perf_counter_ns() - t0) / 1e6
-
-
-def _severity(gain: float) -> Severity:
-    if gain >= 0.25:
-        return "high"
-    if gain >= 0.10:
-        return "medium"
-    return "low"
-
-
-def _pct(x: float) -> str:
-    return f"{100 * x:.0f}%" if x >= 0.01 else f"{100 * x:.1f}%"
 
 
 def _n_rows(X: Any) -> int:
