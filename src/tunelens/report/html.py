@@ -25,7 +25,6 @@ import json
 import math
 import os
 import pathlib
-import tempfile
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -144,34 +143,17 @@ def render_html(doc: Mapping[str, Any], *, title: str | None = None, full_page: 
 def write_html(
     doc: Mapping[str, Any], path: str | os.PathLike[str], *, title: str | None = None
 ) -> pathlib.Path:
-    """Write `render_html(doc)` to ``path`` atomically.
-
-    The page is written to a temporary file in the same directory and moved into place
-    with `os.replace`, so ``path`` is either untouched or complete; on any error the
-    temporary file is removed and the error propagates.
+    """Write `render_html(doc)` to ``path`` atomically (`tunelens._atomic.write_files`):
+    ``path`` is either untouched or complete, and on any error no temporary file is
+    left and the error propagates.
 
     Returns:
         ``path`` as a `pathlib.Path`.
     """
+    from tunelens._atomic import write_files
+
     target = pathlib.Path(path)
-    text = render_html(doc, title=title)
-    directory = target.parent if str(target.parent) else pathlib.Path(".")
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
-    tmp = pathlib.Path(tmp_name)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        try:
-            mode = target.stat().st_mode & 0o777
-        except FileNotFoundError:
-            mode = 0o644
-        os.chmod(tmp, mode)
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    write_files([(target, render_html(doc, title=title).encode("utf-8"))])
     return target
 
 
