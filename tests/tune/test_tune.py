@@ -113,7 +113,9 @@ def test_latency_constraint_some_trials_meet(cancer: tuple[Any, Any]) -> None:
     base = RandomForestClassifier(random_state=0)
     # a latency budget that small forests meet and large ones do not (median of a probe run)
     probe = tune(base, data=cancer, n_trials=8, seed=3)
-    lats = sorted(t["measurements"]["latency_p99_ms"] for t in probe.trials)
+    lats = sorted(
+        t["measurements"]["latency_p99_ms"] for t in probe.trials if t["state"] == "COMPLETE"
+    )
     bound = lats[len(lats) // 2]
     res = tune(
         base,
@@ -142,7 +144,7 @@ def test_impossible_constraint_gives_closest_trial(cancer: tuple[Any, Any]) -> N
     )
     assert res.feasible is False
     assert res.best is not None
-    lat = [t["measurements"]["latency_p99_ms"] for t in res.trials]
+    lat = [t["measurements"]["latency_p99_ms"] for t in res.trials if t["measurements"]]
     assert res.best["measurements"]["latency_p99_ms"] == min(lat)
     assert res.blocked_by[0]["name"] == "latency_p99_ms"
     assert res.blocked_by[0]["value"] > 1e-9 and res.blocked_by[0]["violation"] > 0
@@ -186,7 +188,12 @@ def test_sqlite_storage_round_trip(tmp_path: Path) -> None:
         ({"constraints": [Constraint("gpu_watts", "<=", 1)]}, "constraints[0].name"),
         ({"n_trials": 0}, "n_trials"),
         ({"data": (1, 2, 3)}, "data"),
-        ({"metric": "mae"}, "direction"),
+        ({"metric": "mae"}, "metric"),
+        ({"metric": "accuracy", "direction": "minimize"}, "direction"),
+        ({"metric": ["accuracy", "gpu_watts"]}, "metric[1]"),
+        ({"metric": ["accuracy", "latency_p99_ms"], "priority": ["speed"]}, "priority[0]"),
+        ({"cv": 1}, "cv"),
+        ({"latency_batch": 0}, "latency_batch"),
     ],
 )
 def test_bad_inputs_name_the_field(

@@ -2,48 +2,45 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
-import pickle
+import pathlib
+import sys
 import time
-import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager as ContextManager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import optuna
 
 from tunelens.errors import InputError
-from tunelens.metrics import (
-    accuracy_score,
-    f1_score,
-    mean_absolute_error,
-    mean_squared_error,
-    r2_score,
-    root_mean_squared_error,
-)
-from tunelens.tune.spaces import Dist, default_space, validate_space
+from tunelens.tune.spaces import Dist, sklearn_auto_space, validate_space
 
-__all__ = ["Constraint", "TuneResult", "measure", "tune"]
+__all__ = ["BUILTIN_MEASUREMENTS", "SCHEMA", "Constraint", "TuneResult", "measure", "tune"]
 
+SCHEMA = "tunelens.tune/1"
 _MEASURE_PREFIX = "tunelens.measure:"
 _OPS: tuple[str, ...] = ("<=", ">=")
 _PRUNERS: tuple[str, ...] = ("asha", "median", "none")
 _DIRECTIONS: tuple[str, ...] = ("maximize", "minimize")
-#: measurements tunelens takes itself on every trial of the estimator entry
-BUILTIN_MEASUREMENTS: tuple[str, ...] = ("latency_p99_ms", "model_bytes")
-_LATENCY_CALLS = 50
-
-_Metric = Callable[[Any, Any], float]
-#: metric name -> (function, higher is better)
-_METRICS: dict[str, tuple[_Metric, bool]] = {
-    "accuracy": (accuracy_score, True),
-    "f1": (f1_score, True),
-    "r2": (r2_score, True),
-    "mae": (mean_absolute_error, False),
-    "mse": (mean_squared_error, False),
-    "rmse": (root_mean_squared_error, False),
-}
+#: measurements tunelens takes itself on every trial of the model entries (PyTorch adds
+#: ``flops`` and ``peak_memory_bytes``); all of them are "lower is better"
+BUILTIN_MEASUREMENTS: tuple[str, ...] = (
+    "latency_p50_ms",
+    "latency_p99_ms",
+    "model_bytes",
+    "flops",
+    "peak_memory_bytes",
+)
+TORCH_MEASUREMENTS = BUILTIN_MEASUREMENTS
+#: relative tolerance of a ``priority`` given as a list: trials within 1% of the best on
+#: one objective count as tied and the next objective decides
+PRIORITY_TOLERANCE = 0.01
+EPOCHS_ATTR = "tunelens.epochs"
+ITERATIONS_ATTR = "tunelens.iterations"
+ERROR_ATTR = "tunelens.error"
 
 
 @dataclass(frozen=True)
@@ -115,10 +112,14 @@ class TuneResult:
         best: the recommended trial as a dict (see ``trials``), or ``None`` if none completed.
         feasible: whether ``best`` meets every constraint.
         blocked_by: when not feasible, the constraints ``best`` violates, with numbers.
-        trials: one dict per trial: number, state, value, params, measurements, feasible,
-            violations (amount by which each constraint is missed, 0 when met).
-        pareto: non-dominated feasible trials on (metric, first constraint's measurement).
-        model: the recommended estimator refitted on the training split (estimator entry).
+        trials: one dict per trial: number, state, value (the first objective), values (all
+            objectives), params, measurements, feasible, violations (amount by which each
+            constraint is missed, 0 when met), compute (epochs or iterations trained).
+        pareto: non-dominated feasible trials: on the objectives when there are several,
+            else on (metric, first constraint's measurement).
+        objectives: the objective names (the metric first) and ``directions`` theirs.
+        explanation: what space was searched and why, one sentence each.
+        model: the recommended model, trained (model entries; ``None`` for objectives).
     """
 
     study: optuna.Study
@@ -132,17 +133,26 @@ class TuneResult:
     constraints: tuple[Constraint, ...] = ()
     model: Any = None
     space: dict[str, Dist] = field(default_factory=dict)
+    objectives: tuple[str, ...] = ()
+    directions: tuple[str, ...] = ()
+    priority: tuple[str, ...] = ()
+    explanation: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-safe view (no study or model objects)."""
+        """JSON-safe view (schema ``tunelens.tune/1``; no study or model objects)."""
         out = {
+            "schema": SCHEMA,
             "study_name": self.study.study_name,
-            "metric": self.metric,
-            "direction": self.direction,
+            "metric": self.metric if len(self.objectives) <= 1 else list(self.objectives),
+            "direction": self.direction if len(self.objectives) <= 1 else list(self.directions),
+            "objectives": list(self.objectives) or [self.metric],
+            "directions": list(self.directions) or [self.direction],
+            "priority": list(self.priority),
             "constraints": [
                 {"name": c.name, "op": c.op, "bound": c.bound} for c in self.constraints
             ],
             "space": {k: d.to_dict() for k, d in self.space.items()},
+            "explanation": list(self.explanation),
             "best": self.best,
             "feasible": self.feasible,
             "blocked_by": self.blocked_by,
@@ -151,21 +161,50 @@ class TuneResult:
         }
         return dict(_json_safe(out))
 
+    def to_html(self, path: str | None = None) -> str:
+        """The HTML report (optimisation history, importances, Pareto front, trials).
+
+        Written atomically to ``path`` when given; the page is returned either way.
+        """
+        from tunelens.report.tune_html import render_tune_html
+
+        page = render_tune_html(self.to_dict(), self.study)
+        if path is not None:
+            from tunelens._atomic import write_files
+
+            write_files([(pathlib.Path(path), page.encode())])
+        return page
+
     def summary(self) -> str:
         """Plain-text report."""
         states = [t["state"] for t in self.trials]
+        objectives = ", ".join(
+            f"{o} ({d})"
+            for o, d in zip(
+                self.objectives or (self.metric,), self.directions or (self.direction,), strict=True
+            )
+        )
         lines = [
             f"tune: study {self.study.study_name!r}, {len(states)} trials "
             f"({states.count('COMPLETE')} complete, {states.count('PRUNED')} pruned, "
-            f"{states.count('FAIL')} failed); {self.metric} ({self.direction})",
+            f"{states.count('FAIL')} failed); {objectives}",
         ]
         if self.constraints:
             lines.append("constraints: " + ", ".join(str(c) for c in self.constraints))
+        lines.extend(f"space: {e}" for e in self.explanation)
         if self.best is None:
             lines.append("no trial completed: nothing to recommend")
             return "\n".join(lines)
         b = self.best
-        lines.append(f"recommended: trial #{b['number']} {self.metric}={b['value']:.6g}")
+        if len(self.objectives) > 1:
+            vals = ", ".join(
+                f"{o}={v:.6g}" for o, v in zip(self.objectives, b["values"], strict=True)
+            )
+            lines.append(f"recommended: trial #{b['number']} {vals}")
+            if self.priority:
+                lines.append(f"  chosen from the Pareto front by priority {list(self.priority)}")
+        else:
+            lines.append(f"recommended: trial #{b['number']} {self.metric}={b['value']:.6g}")
         lines.append(f"  params: {b['params']}")
         if b["measurements"]:
             meas = ", ".join(f"{k}={v:.6g}" for k, v in b["measurements"].items())
@@ -205,7 +244,7 @@ def _make_pruner(pruner: str | optuna.pruners.BasePruner) -> optuna.pruners.Base
 
 
 def _check_constraints(
-    constraints: Sequence[Constraint], known: Sequence[str] | None
+    constraints: Sequence[Constraint] | Constraint, known: Sequence[str] | None
 ) -> tuple[Constraint, ...]:
     if isinstance(constraints, Constraint):
         constraints = (constraints,)
@@ -220,113 +259,103 @@ def _check_constraints(
         c.validate(i)
         if known is not None and c.name not in known:
             raise InputError(
-                f"constraints[{i}].name", f"unknown measurement {c.name!r}", f"use one of {known}"
+                f"constraints[{i}].name",
+                f"unknown measurement {c.name!r}",
+                f"use one of {list(known)}",
             )
         out.append(c)
     return tuple(out)
 
 
-# ---- the estimator entry ---------------------------------------------------------------------
+def _names(metric: str | Sequence[str] | None) -> list[str] | None:
+    if metric is None:
+        return None
+    if isinstance(metric, str):
+        return [metric]
+    names = list(metric)
+    if not names or not all(isinstance(m, str) and m for m in names):
+        raise InputError("metric", "must be a name or a non-empty list of names", "")
+    if len(set(names)) != len(names):
+        raise InputError("metric", f"repeated objective in {names}", "name each objective once")
+    return names
 
 
-def _rows(X: Any, i: int) -> Any:
-    if hasattr(X, "iloc"):
-        return X.iloc[i : i + 1]
-    return X[i : i + 1]
-
-
-def _n_rows(X: Any) -> int:
-    return int(X.shape[0]) if hasattr(X, "shape") else len(X)
-
-
-def _latency_p99_ms(model: Any, X: Any, calls: int = _LATENCY_CALLS) -> float:
-    n = _n_rows(X)
-    times = []
-    for k in range(calls):
-        row = _rows(X, k % n)
-        t0 = time.perf_counter()
-        model.predict(row)
-        times.append((time.perf_counter() - t0) * 1e3)
-    return float(np.percentile(times, 99))
-
-
-def _split_data(data: Any, classifier: bool, seed: int | None) -> tuple[Any, Any, Any, Any]:
-    if not isinstance(data, tuple | list) or len(data) not in (2, 4):
+def _directions(
+    direction: str | Sequence[str] | None, inferred: Sequence[str], objectives: Sequence[str]
+) -> list[str]:
+    if direction is None:
+        return list(inferred)
+    given = [direction] if isinstance(direction, str) else list(direction)
+    for i, d in enumerate(given):
+        _check_choice(
+            "direction" if isinstance(direction, str) else f"direction[{i}]", d, _DIRECTIONS
+        )
+    if len(given) != len(objectives):
         raise InputError(
-            "data", "must be (X, y) or (X_train, y_train, X_val, y_val)", "pass a 2- or 4-tuple"
+            "direction",
+            f"{len(given)} direction(s) for {len(objectives)} objective(s) {list(objectives)}",
+            "give one direction per objective, or leave direction out to infer them",
         )
-    if len(data) == 4:
-        return data[0], data[1], data[2], data[3]
-    from sklearn.model_selection import train_test_split
-
-    X, y = data
-    rs = 0 if seed is None else seed
-    try:
-        parts = train_test_split(
-            X, y, test_size=0.25, random_state=rs, stratify=y if classifier else None
-        )
-    except ValueError:  # stratification impossible (e.g. a class with one row)
-        parts = train_test_split(X, y, test_size=0.25, random_state=rs)
-    X_tr, X_va, y_tr, y_va = parts
-    return X_tr, y_tr, X_va, y_va
+    return given
 
 
-def _estimator_objective(
-    estimator: Any,
-    space: dict[str, Dist],
-    split: tuple[Any, Any, Any, Any],
-    metric: _Metric,
-    seed: int | None,
-) -> Callable[[optuna.Trial], float]:
-    X_tr, y_tr, X_va, y_va = split
-
-    def objective(trial: optuna.Trial) -> float:
-        params = {name: dist.suggest(trial, name) for name, dist in space.items()}
-        model = _build(estimator, params, seed)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # e.g. ConvergenceWarning at extreme C
-            model.fit(X_tr, y_tr)
-        score = float(metric(y_va, model.predict(X_va)))
-        measure(trial, "model_bytes", len(pickle.dumps(model)))
-        measure(trial, "latency_p99_ms", _latency_p99_ms(model, X_va))
-        return score
-
-    return objective
-
-
-def _build(estimator: Any, params: dict[str, Any], seed: int | None) -> Any:
-    from sklearn.base import clone
-
-    model = clone(estimator)
-    extra: dict[str, Any] = {}
-    if seed is not None and model.get_params().get("random_state", 0) is None:
-        extra["random_state"] = seed
-    model.set_params(**params, **extra)
-    return model
+def _check_priority(
+    priority: Sequence[str] | Mapping[str, float] | None, objectives: Sequence[str]
+) -> tuple[tuple[str, ...], dict[str, float]]:
+    if priority is None:
+        return tuple(objectives), {}
+    if isinstance(priority, str):
+        priority = [priority]
+    tolerances: dict[str, float] = {}
+    if isinstance(priority, Mapping):
+        for k, v in priority.items():
+            if isinstance(v, bool) or not isinstance(v, int | float) or not v >= 0:
+                raise InputError(f"priority[{k!r}]", "tolerance must be a number >= 0", "")
+            tolerances[str(k)] = float(v)
+        names = list(priority)
+    else:
+        names = list(priority)
+    for i, n in enumerate(names):
+        if n not in objectives:
+            raise InputError(
+                f"priority[{i}]", f"{n!r} is not an objective", f"use one of {list(objectives)}"
+            )
+    rest = [o for o in objectives if o not in names]
+    return tuple(names + rest), tolerances
 
 
 # ---- recommendation --------------------------------------------------------------------------
 
 
 def _record(
-    t: optuna.trial.FrozenTrial, constraints: tuple[Constraint, ...], metric: str
+    t: optuna.trial.FrozenTrial,
+    constraints: tuple[Constraint, ...],
+    objectives: Sequence[str],
 ) -> dict[str, Any]:
     meas = _measurements(t)
-    value = t.value if t.state == optuna.trial.TrialState.COMPLETE else None
+    complete = t.state == optuna.trial.TrialState.COMPLETE
+    values = list(t.values) if complete and t.values is not None else None
+    value = values[0] if values else None
+    by_name = dict(zip(objectives, values or [], strict=False))
     violations: dict[str, float] = {}
     for c in constraints:
-        v = value if c.name == metric and c.name not in meas else meas.get(c.name)
+        v = meas.get(c.name, by_name.get(c.name))
         violations[str(c)] = math.inf if v is None else max(0.0, c.signed(v))
-    complete = t.state == optuna.trial.TrialState.COMPLETE
-    return {
+    compute = t.user_attrs.get(EPOCHS_ATTR, t.user_attrs.get(ITERATIONS_ATTR))
+    rec: dict[str, Any] = {
         "number": t.number,
         "state": t.state.name,
         "value": value,
+        "values": values,
         "params": dict(t.params),
         "measurements": meas,
         "feasible": complete and all(v <= 0 for v in violations.values()),
         "violations": violations,
+        "compute": compute,
     }
+    if ERROR_ATTR in t.user_attrs:
+        rec["error"] = t.user_attrs[ERROR_ATTR]
+    return rec
 
 
 def _total_violation(rec: dict[str, Any], constraints: tuple[Constraint, ...]) -> float:
@@ -338,184 +367,504 @@ def _total_violation(rec: dict[str, Any], constraints: tuple[Constraint, ...]) -
     return total
 
 
-def _pareto(
-    feasible: list[dict[str, Any]], constraints: tuple[Constraint, ...], maximize: bool, metric: str
+def _non_dominated(
+    points: Sequence[tuple[dict[str, Any], tuple[float, ...]]],
 ) -> list[dict[str, Any]]:
-    if not constraints:
-        return []
-    c = constraints[0]
-
-    def key(r: dict[str, Any]) -> tuple[float, float] | None:
-        m = r["value"] if c.name == metric else r["measurements"].get(c.name)
-        if m is None:
-            return None
-        # both coordinates as "larger is better"
-        return (r["value"] if maximize else -r["value"], -m if c.op == "<=" else m)
-
-    pts = [(r, k) for r in feasible if (k := key(r)) is not None]
+    """Records whose key (all coordinates "larger is better") no other key dominates."""
     front = []
-    for r, k in pts:
+    for r, k in points:
         dominated = any(
-            o[0] >= k[0] and o[1] >= k[1] and (o[0] > k[0] or o[1] > k[1]) for _, o in pts
+            all(a >= b for a, b in zip(o, k, strict=True)) and o != k for _, o in points
         )
         if not dominated:
             front.append(r)
     return sorted(front, key=lambda r: r["number"])
 
 
+def _pareto_single(
+    feasible: list[dict[str, Any]], constraints: tuple[Constraint, ...], maximize: bool, metric: str
+) -> list[dict[str, Any]]:
+    """Single objective: the front of (metric, first constraint's measurement)."""
+    if not constraints:
+        return []
+    c = constraints[0]
+    pts = []
+    for r in feasible:
+        m = r["value"] if c.name == metric else r["measurements"].get(c.name)
+        if m is not None:
+            pts.append((r, (r["value"] if maximize else -r["value"], -m if c.op == "<=" else m)))
+    return _non_dominated(pts)
+
+
+def _pareto_multi(
+    feasible: list[dict[str, Any]], directions: Sequence[str]
+) -> list[dict[str, Any]]:
+    pts = []
+    for r in feasible:
+        vals = r["values"]
+        if vals is None or any(v is None or not math.isfinite(v) for v in vals):
+            continue
+        key = tuple(v if d == "maximize" else -v for v, d in zip(vals, directions, strict=True))
+        pts.append((r, key))
+    return _non_dominated(pts)
+
+
+def _by_priority(
+    front: list[dict[str, Any]],
+    objectives: Sequence[str],
+    directions: Sequence[str],
+    priority: Sequence[str],
+    tolerances: Mapping[str, float],
+) -> dict[str, Any]:
+    """Lexicographic choice: keep the trials tied (within tolerance) on each objective in turn."""
+    pool = list(front)
+    for name in priority:
+        i = list(objectives).index(name)
+        sign = 1.0 if directions[i] == "maximize" else -1.0
+        best = max(sign * r["values"][i] for r in pool)
+        tol = tolerances.get(name, PRIORITY_TOLERANCE * abs(best))
+        pool = [r for r in pool if sign * r["values"][i] >= best - tol]
+        if len(pool) == 1:
+            break
+    i0 = list(objectives).index(priority[-1])
+    sign0 = 1.0 if directions[i0] == "maximize" else -1.0
+    return max(pool, key=lambda r: (sign0 * r["values"][i0], -r["number"]))
+
+
+def _blocked(
+    best: dict[str, Any], constraints: tuple[Constraint, ...], objectives: Sequence[str]
+) -> list[dict[str, Any]]:
+    by_name = dict(zip(objectives, best["values"] or [], strict=False))
+    out = []
+    for c in constraints:
+        amount = best["violations"][str(c)]
+        if amount > 0:
+            out.append(
+                {
+                    "constraint": str(c),
+                    "name": c.name,
+                    "op": c.op,
+                    "bound": c.bound,
+                    "value": best["measurements"].get(c.name, by_name.get(c.name)),
+                    "violation": amount,
+                }
+            )
+    return out
+
+
+# ---- the search loop -------------------------------------------------------------------------
+
+
+class _NoReportTrial:
+    """A trial for multi-objective studies, where Optuna has no intermediate values.
+
+    The model entries' training loops report every epoch for pruning; in a multi-objective
+    study those calls become no-ops and nothing is pruned.
+    """
+
+    def __init__(self, trial: optuna.Trial) -> None:
+        self._trial = trial
+
+    def report(self, value: float, step: int) -> None:
+        return None
+
+    def should_prune(self) -> bool:
+        return False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._trial, name)
+
+
+@contextlib.contextmanager
+def _no_lock() -> Iterator[None]:
+    yield
+
+
+def _is_torch_model(obj: Any) -> bool:
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(obj, torch.nn.Module)
+
+
+def _run(
+    study: optuna.Study,
+    run_one: Callable[[optuna.Trial], list[float]],
+    *,
+    n_trials: int | None,
+    timeout: float | None,
+    total_trials: int | None,
+    lock: Callable[[], ContextManager[Any]],
+    reraise: bool,
+    progress: Callable[[dict[str, Any]], None] | None,
+    single: bool,
+) -> None:
+    """Ask/tell loop: like ``study.optimize``, plus a study-wide trial budget under a lock."""
+    started = time.monotonic()
+    done = 0
+    goal = total_trials if total_trials is not None else n_trials
+    while True:
+        if n_trials is not None and done >= n_trials:
+            return
+        if timeout is not None and time.monotonic() - started >= timeout:
+            return
+        with lock():
+            if total_trials is not None and len(study.get_trials(deepcopy=False)) >= total_trials:
+                return
+            trial = study.ask()
+        state = optuna.trial.TrialState.COMPLETE
+        values: list[float] | None = None
+        error: BaseException | None = None
+        try:
+            values = run_one(trial)
+            if any(not math.isfinite(v) for v in values):
+                trial.set_user_attr(ERROR_ATTR, f"objective returned a non-finite value {values}")
+                state, values = optuna.trial.TrialState.FAIL, None
+        except optuna.TrialPruned:
+            state = optuna.trial.TrialState.PRUNED
+        except KeyboardInterrupt:
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            raise
+        except Exception as exc:
+            trial.set_user_attr(ERROR_ATTR, f"{type(exc).__name__}: {exc}")
+            state, error = optuna.trial.TrialState.FAIL, exc
+        frozen = study.tell(trial, values, state=state)
+        done += 1
+        if error is not None and (reraise or isinstance(error, InputError)):
+            raise error
+        if progress is not None:
+            best = None
+            if single:
+                with contextlib.suppress(ValueError):
+                    best = study.best_value
+            progress(
+                {
+                    "number": frozen.number,
+                    "state": frozen.state.name,
+                    "value": frozen.values[0] if frozen.values else None,
+                    "done": done if total_trials is None else len(study.get_trials(deepcopy=False)),
+                    "total": goal,
+                    "best": best,
+                }
+            )
+
+
 # ---- public entry ----------------------------------------------------------------------------
 
 
+@dataclass
+class _Task:
+    objective: Callable[[optuna.Trial], Any]
+    space: dict[str, Dist]
+    metric: str
+    higher_is_better: bool
+    default_params: dict[str, Any]
+    fit_best: Callable[[Mapping[str, Any]], Any] | None
+    measurements: tuple[str, ...] | None
+    explanation: list[str]
+
+
+def _model_task(
+    model: Any,
+    *,
+    data: Any,
+    space: str | Mapping[str, Dist],
+    metric: str | None,
+    seed: int | None,
+    cv: int | None,
+    findings: Sequence[Any],
+    epochs: int | None,
+    latency_batch: int,
+) -> _Task:
+    if hasattr(model, "fit") and hasattr(model, "predict") and not _is_torch_model(model):
+        from tunelens.tune._sklearn import SKLEARN_MEASUREMENTS, sklearn_task
+
+        if epochs is not None:
+            raise InputError("epochs", "only used with PyTorch models", "drop epochs=")
+        explanation: list[str] = []
+        if isinstance(space, str):
+            _check_choice("space", space, ["auto"])
+            chosen, explanation = sklearn_auto_space(model, findings)
+        else:
+            chosen = validate_space(space, list(model.get_params()))
+        sk = sklearn_task(
+            model,
+            data=data,
+            space=chosen,
+            metric=metric,
+            seed=seed,
+            cv=cv,
+            latency_batch=latency_batch,
+        )
+        return _Task(
+            sk.objective,
+            chosen,
+            sk.metric,
+            sk.higher_is_better,
+            sk.default_params,
+            sk.fit_best,
+            SKLEARN_MEASUREMENTS,
+            explanation + sk.explanation,
+        )
+    if _is_torch_model(model) or callable(model):
+        try:
+            from tunelens.tune.torch_train import torch_task  # type: ignore[import-not-found,unused-ignore]
+        except ImportError as exc:  # pragma: no cover - torch is an optional extra
+            raise InputError(
+                "objective_or_model",
+                f"PyTorch models need torch ({exc})",
+                "pip install 'tunelens[torch]'",
+            ) from exc
+        if cv is not None:
+            raise InputError("cv", "cross-validation is for scikit-learn estimators", "drop cv=")
+        tt = torch_task(
+            model,
+            data=data,
+            space=space,
+            metric=metric,
+            seed=seed,
+            epochs=epochs,
+            findings=tuple(findings),
+            latency_batch=latency_batch,
+        )
+        return _Task(
+            tt.objective,
+            dict(tt.space),
+            tt.metric,
+            tt.higher_is_better,
+            dict(tt.default_params),
+            tt.fit_best,
+            TORCH_MEASUREMENTS,
+            list(tt.explanation),
+        )
+    raise InputError(
+        "objective_or_model",
+        f"expected a callable or a model, got {type(model).__name__}",
+        "pass f(trial) -> float, a scikit-learn estimator, or a torch.nn.Module / factory",
+    )
+
+
 def tune(
-    objective_or_model: Callable[[optuna.Trial], float] | Any,
+    objective_or_model: Callable[[optuna.Trial], Any] | Any,
     *,
     data: Any = None,
     space: str | Mapping[str, Dist] = "auto",
-    metric: str | None = None,
-    direction: str = "maximize",
-    constraints: Sequence[Constraint] = (),
-    n_trials: int = 20,
+    metric: str | Sequence[str] | None = None,
+    direction: str | Sequence[str] | None = None,
+    constraints: Sequence[Constraint] | Constraint = (),
+    priority: Sequence[str] | Mapping[str, float] | None = None,
+    n_trials: int | None = 20,
     timeout: float | None = None,
     storage: str | optuna.storages.BaseStorage | None = None,
     study_name: str | None = None,
     pruner: str | optuna.pruners.BasePruner = "asha",
+    cv: int | None = None,
     seed: int | None = None,
+    findings: Sequence[Any] = (),
+    epochs: int | None = None,
+    latency_batch: int = 1,
+    total_trials: int | None = None,
+    trial_lock: Callable[[], ContextManager[Any]] | None = None,
+    progress: Callable[[dict[str, Any]], None] | None = None,
 ) -> TuneResult:
-    """Search hyper-parameters with Optuna under measured constraints.
+    """Search hyper-parameters and training remedies with Optuna under measured constraints.
 
-    Two entries:
+    Entries:
 
-    * ``objective_or_model`` is a callable ``f(trial) -> float``: it is optimised as is; it
-      may call ``trial.report``/``trial.should_prune`` (``pruner``: ``"asha"``,
+    * ``objective_or_model`` is a callable ``f(trial)`` and ``data`` is None: it is optimised
+      as is; it may call ``trial.report``/``trial.should_prune`` (``pruner``: ``"asha"``,
       ``"median"``, ``"none"``) and :func:`measure` to record measurements for constraints.
-    * ``objective_or_model`` is a scikit-learn estimator and ``data`` is ``(X, y)`` (a seeded
-      25% holdout is used for validation) or ``(X_train, y_train, X_val, y_val)``: each trial
-      fits a clone with parameters sampled from ``space`` (``"auto"``: the default space of
-      :func:`tunelens.tune.spaces.default_space`) and scores ``metric`` (default accuracy for
-      classifiers, r2 for regressors) on the validation split; ``model_bytes`` (pickled size)
-      and ``latency_p99_ms`` (p99 of 50 single-row predicts) are measured on every trial.
+      It returns a float, or one float per objective when ``metric`` names several.
+    * a scikit-learn estimator with ``data=(X, y)`` (a seeded 25% holdout) or
+      ``(X_train, y_train, X_val, y_val)``, or ``cv=k`` for k-fold scores: each trial fits a
+      clone with parameters sampled from ``space`` (``"auto"``: the default space of the
+      estimator, adjusted by ``findings``). Ensembles with ``warm_start`` are fitted in stages
+      and pruned between stages. ``metric``: accuracy (default), f1, log_loss; r2
+      (default), mae, mse, rmse.
+    * a ``torch.nn.Module`` (each trial trains a copy, so pretrained weights are kept) or a
+      factory returning one (``functools.partial(tunelens.tune.models.MLP, 64, 10)``), with
+      ``data=(X, y)``, 4 arrays or ``(train_loader, val_loader)``: tunelens writes the
+      training loop and searches the remedies of :mod:`tunelens.tune.remedies`
+      (``space="auto"`` builds the space from the model and ``findings``, and says why in
+      ``explanation``). ``epochs`` caps each trial's training (default 20).
 
-    Infeasible trials are marked through ``trial.set_constraint`` (values <= 0 satisfied), so
-    constraint-aware samplers see them. The recommendation is the best feasible trial; if none
-    is feasible it is the trial with the least total (relative) violation, with
-    ``feasible=False`` and ``blocked_by`` listing the missed constraints; no exception.
+    Model entries measure ``latency_p50_ms``/``latency_p99_ms`` (``latency_batch`` rows on
+    this machine) and ``model_bytes`` on every trial (PyTorch adds ``flops`` and
+    ``peak_memory_bytes``), and start from the model's own (or a known-good) configuration
+    as trial 0. Constraints (``Constraint(name, op, bound)``) are set on each trial through
+    ``trial.set_constraint`` so Optuna's samplers see them.
+
+    With several objectives (``metric=("accuracy", "latency_p99_ms")``; the first a metric,
+    the others metrics or measurements, directions inferred: measurements are minimised),
+    the study is multi-objective (no pruning), ``pareto`` is the feasible front and the
+    recommendation is chosen from it by ``priority``: a list of objective names taken
+    lexicographically, trials within 1% of the best on one counting as tied, or a mapping
+    name -> absolute tolerance. With one objective the recommendation is the best feasible
+    trial. If no trial is feasible, it is the one with the least total (relative)
+    violation, with ``feasible=False`` and ``blocked_by``; never an exception.
+
+    ``total_trials`` stops when the study holds that many trials in all (workers sharing a
+    study); ``trial_lock`` returns a context manager held around "count, then ask" so that
+    concurrent workers create exactly ``total_trials``. ``progress(event)`` is called after
+    each trial with ``number, state, value, done, total, best``.
 
     Raises:
-        InputError: unknown pruner, direction, metric, constraint operator or name, bad
-            ``data`` or ``space``, ``n_trials`` < 1.
+        InputError: unknown pruner, direction, metric, priority, constraint operator or name,
+            bad ``data`` or ``space``, ``n_trials`` < 1.
     """
-    direction = _check_choice("direction", direction, _DIRECTIONS)
-    maximize = direction == "maximize"
     pruner_obj = _make_pruner(pruner)
-    if isinstance(n_trials, bool) or not isinstance(n_trials, int) or n_trials < 1:
-        raise InputError("n_trials", f"must be a positive integer, got {n_trials!r}", "")
+    for name, v in (("n_trials", n_trials), ("total_trials", total_trials)):
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+            raise InputError(name, f"must be a positive integer or None, got {v!r}", "")
+    if n_trials is None and timeout is None and total_trials is None:
+        raise InputError("n_trials", "no stopping rule", "give n_trials, timeout or total_trials")
     if timeout is not None and not timeout > 0:
         raise InputError("timeout", f"must be > 0 seconds or None, got {timeout!r}", "")
+    if isinstance(latency_batch, bool) or not isinstance(latency_batch, int) or latency_batch < 1:
+        raise InputError("latency_batch", f"must be a positive integer, got {latency_batch!r}", "")
+    names = _names(metric)
+    user_objective = (
+        data is None
+        and callable(objective_or_model)
+        and not (hasattr(objective_or_model, "fit") or _is_torch_model(objective_or_model))
+    )
 
-    is_estimator = hasattr(objective_or_model, "fit") and hasattr(objective_or_model, "predict")
-    chosen_space: dict[str, Dist] = {}
-    split: tuple[Any, Any, Any, Any] | None = None
-    estimator: Any = None
-    if is_estimator:
-        from sklearn.base import is_classifier
-
-        estimator = objective_or_model
-        classifier = bool(is_classifier(estimator))
-        metric_name = metric if metric is not None else ("accuracy" if classifier else "r2")
-        metric_name = _check_choice("metric", metric_name, list(_METRICS))
-        metric_fn, higher_better = _METRICS[metric_name]
-        if higher_better != maximize:
-            want = "maximize" if higher_better else "minimize"
-            raise InputError(
-                "direction",
-                f"{direction!r} does not fit metric {metric_name!r}",
-                f"pass direction={want!r}",
-            )
-        if isinstance(space, str):
-            _check_choice("space", space, ["auto"])
-            chosen_space = default_space(estimator)
-        else:
-            chosen_space = validate_space(space, list(estimator.get_params()))
-        cons = _check_constraints(constraints, [*BUILTIN_MEASUREMENTS, metric_name])
-        split = _split_data(data, classifier, seed)
-        objective = _estimator_objective(estimator, chosen_space, split, metric_fn, seed)
-    elif callable(objective_or_model):
-        if data is not None:
-            raise InputError("data", "only used with an estimator", "drop data= for an objective")
+    explanation: list[str] = []
+    task: _Task | None = None
+    if user_objective:
         if not isinstance(space, str) or space != "auto":
-            raise InputError("space", "only used with an estimator", "sample inside the objective")
-        metric_name = metric if metric is not None else "value"
-        if not isinstance(metric_name, str) or not metric_name:
-            raise InputError("metric", "must be a non-empty string naming the objective value", "")
+            raise InputError("space", "only used with a model", "sample inside the objective")
+        if cv is not None:
+            raise InputError("cv", "only used with a scikit-learn estimator", "drop cv=")
+        objectives = names or ["value"]
+        directions = _directions(direction, ["maximize"] * len(objectives), objectives)
         cons = _check_constraints(constraints, None)
         objective = objective_or_model
     else:
-        raise InputError(
-            "objective_or_model",
-            f"expected a callable or an estimator, got {type(objective_or_model).__name__}",
-            "pass f(trial) -> float, or an estimator with data=(X, y)",
+        if not (callable(objective_or_model) or hasattr(objective_or_model, "fit")):
+            raise InputError(
+                "objective_or_model",
+                f"expected a callable or a model, got {type(objective_or_model).__name__}",
+                "pass f(trial) -> float, a scikit-learn estimator, or a torch.nn.Module/factory",
+            )
+        if data is None:
+            raise InputError(
+                "data", "a model needs data", "pass data=(X, y) or (X_tr, y_tr, X_va, y_va)"
+            )
+        first = names[0] if names else None
+        task = _model_task(
+            objective_or_model,
+            data=data,
+            space=space,
+            metric=first,
+            seed=seed,
+            cv=cv,
+            findings=findings,
+            epochs=epochs,
+            latency_batch=latency_batch,
         )
+        objectives = [task.metric, *(names[1:] if names else [])]
+        known = [*(task.measurements or ()), task.metric]
+        for i, o in enumerate(objectives[1:], start=1):
+            if o not in (task.measurements or ()):
+                raise InputError(
+                    f"metric[{i}]",
+                    f"unknown objective {o!r}",
+                    f"use a measurement: one of {list(task.measurements or ())}",
+                )
+        inferred = ["maximize" if task.higher_is_better else "minimize"] + ["minimize"] * (
+            len(objectives) - 1
+        )
+        directions = _directions(direction, inferred, objectives)
+        if directions[0] != inferred[0]:
+            raise InputError(
+                "direction",
+                f"{directions[0]!r} does not fit metric {task.metric!r}",
+                f"pass direction={inferred[0]!r} or leave it out",
+            )
+        cons = _check_constraints(constraints, known)
+        objective = task.objective
+        explanation = list(task.explanation)
+    order, tolerances = _check_priority(priority, objectives)
+    multi = len(objectives) > 1
+    lock = trial_lock if trial_lock is not None else _no_lock
 
-    def wrapped(trial: optuna.Trial) -> float:
-        value = float(objective(trial))
+    def run_one(trial: optuna.Trial) -> list[float]:
+        t: Any = _NoReportTrial(trial) if multi else trial
+        result = objective(t)
         meas = {
             k[len(_MEASURE_PREFIX) :]: float(v)
             for k, v in trial.user_attrs.items()
             if k.startswith(_MEASURE_PREFIX)
         }
+        if user_objective and multi:
+            values = [float(v) for v in result]
+            if len(values) != len(objectives):
+                raise InputError(
+                    "objective", f"returned {len(values)} values for objectives {objectives}", ""
+                )
+        else:
+            values = [float(result)]
+            for o in objectives[1:]:
+                if o not in meas:
+                    raise InputError(
+                        f"metric[{objectives.index(o)}]", f"{o!r} was not measured", ""
+                    )
+                values.append(meas[o])
+        by_name = dict(zip(objectives, values, strict=True))
         for c in cons:
-            v = value if c.name == metric_name and c.name not in meas else meas.get(c.name)
+            v = meas.get(c.name, by_name.get(c.name))
             trial.set_constraint(str(c), math.inf if v is None else c.signed(v))
-        return value
+        return values
 
     sampler = optuna.samplers.TPESampler(seed=seed)
     study = optuna.create_study(
         storage=storage,
         study_name=study_name,
-        direction="maximize" if maximize else "minimize",
+        directions=cast(Any, directions),
         sampler=sampler,
         pruner=pruner_obj,
         load_if_exists=study_name is not None,
     )
-    catch: tuple[type[Exception], ...] = (ValueError,) if is_estimator else ()
-    study.optimize(wrapped, n_trials=n_trials, timeout=timeout, catch=catch)
+    if task is not None and task.default_params:
+        with lock():
+            if not study.get_trials(deepcopy=False):
+                study.enqueue_trial(task.default_params, skip_if_exists=True)
+        shown = ", ".join(f"{k}={v}" for k, v in task.default_params.items())
+        explanation.append(f"trial 0 starts from the model's own or a known-good setting: {shown}")
+    _run(
+        study,
+        run_one,
+        n_trials=n_trials,
+        timeout=timeout,
+        total_trials=total_trials,
+        lock=lock,
+        reraise=user_objective,
+        progress=progress,
+        single=not multi,
+    )
 
-    records = [_record(t, cons, metric_name) for t in study.trials]
-    complete = [r for r in records if r["state"] == "COMPLETE" and r["value"] is not None]
+    records = [_record(t, cons, objectives) for t in study.trials]
+    complete = [r for r in records if r["state"] == "COMPLETE" and r["values"] is not None]
     feasible = [r for r in complete if r["feasible"]]
-    best: dict[str, Any] | None
-    blocked: list[dict[str, Any]] = []
+    maximize = directions[0] == "maximize"
     sign = 1.0 if maximize else -1.0
-    if feasible:
-        best = max(feasible, key=lambda r: (sign * r["value"], -r["number"]))
-    elif complete:
-        best = min(complete, key=lambda r: (_total_violation(r, cons), -sign * r["value"]))
-        for c in cons:
-            amount = best["violations"][str(c)]
-            if amount > 0:
-                v = best["measurements"].get(
-                    c.name, best["value"] if c.name == metric_name else None
-                )
-                blocked.append(
-                    {
-                        "constraint": str(c),
-                        "name": c.name,
-                        "op": c.op,
-                        "bound": c.bound,
-                        "value": v,
-                        "violation": amount,
-                    }
-                )
+    best: dict[str, Any] | None = None
+    blocked: list[dict[str, Any]] = []
+    if multi:
+        pareto = _pareto_multi(feasible, directions)
+        if pareto:
+            best = _by_priority(pareto, objectives, directions, order, tolerances)
     else:
-        best = None
+        pareto = _pareto_single(feasible, cons, maximize, objectives[0])
+        if feasible:
+            best = max(feasible, key=lambda r: (sign * r["value"], -r["number"]))
+    if best is None and complete:
+        best = min(complete, key=lambda r: (_total_violation(r, cons), -sign * r["value"]))
+        blocked = _blocked(best, cons, objectives)
 
     model = None
-    if is_estimator and best is not None and split is not None:
-        params = {k: best["params"][k] for k in chosen_space if k in best["params"]}
-        model = _build(estimator, params, seed)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            model.fit(split[0], split[1])
+    if task is not None and task.fit_best is not None and best is not None:
+        params = {k: best["params"][k] for k in task.space if k in best["params"]}
+        model = task.fit_best(params)
 
     return TuneResult(
         study=study,
@@ -523,10 +872,14 @@ def tune(
         feasible=bool(feasible),
         blocked_by=blocked,
         trials=records,
-        pareto=_pareto(feasible, cons, maximize, metric_name),
-        metric=metric_name,
-        direction=direction,
+        pareto=pareto,
+        metric=objectives[0],
+        direction=directions[0],
         constraints=cons,
         model=model,
-        space=chosen_space,
+        space=task.space if task is not None else {},
+        objectives=tuple(objectives),
+        directions=tuple(directions),
+        priority=order if multi else (),
+        explanation=explanation,
     )

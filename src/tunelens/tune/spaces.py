@@ -21,6 +21,7 @@ from tunelens.errors import InputError
 __all__ = [
     "Dist",
     "default_space",
+    "sklearn_auto_space",
     "supported_estimators",
     "validate_space",
 ]
@@ -201,3 +202,78 @@ def validate_space(
             )
         out[str(name)] = dist
     return out
+
+
+def _kinds(findings: Sequence[Any]) -> set[str]:
+    out = set()
+    for f in findings:
+        kind = f.get("kind") if isinstance(f, Mapping) else getattr(f, "kind", None)
+        if isinstance(kind, str):
+            out.add(kind)
+    return out
+
+
+#: stronger regularisation for an estimator that overfits: name -> (parameter, Dist, why)
+_OVERFIT: dict[str, dict[str, tuple[Dist, str]]] = {
+    "forest": {
+        "min_samples_leaf": (Dist.integer(5, 50, log=True), "larger leaves (5-50)"),
+        "max_depth": (Dist.choice(3, 4, 5, 6, 8, 10), "shallower trees (3-10)"),
+    },
+    "gradient_boosting": {
+        "learning_rate": (Dist.real(0.005, 0.1, log=True), "a smaller step (0.005-0.1)"),
+        "subsample": (Dist.real(0.4, 0.8), "row subsampling (0.4-0.8)"),
+        "min_samples_leaf": (Dist.integer(5, 50, log=True), "larger leaves (5-50)"),
+    },
+    "hist_gradient_boosting": {
+        "learning_rate": (Dist.real(0.005, 0.1, log=True), "a smaller step (0.005-0.1)"),
+        "l2_regularization": (Dist.real(1e-2, 100.0, log=True), "a stronger L2 penalty"),
+        "min_samples_leaf": (Dist.integer(10, 100, log=True), "larger leaves (10-100)"),
+    },
+    "linear": {
+        "C": (Dist.real(1e-4, 1.0, log=True), "a stronger penalty (C 1e-4-1)"),
+        "alpha": (Dist.real(1e-2, 1e3, log=True), "a stronger penalty (alpha 1e-2-1e3)"),
+    },
+}
+
+
+def _family(space: Mapping[str, Dist], name: str) -> str | None:
+    if "HistGradientBoosting" in name:
+        return "hist_gradient_boosting"
+    if "GradientBoosting" in name:
+        return "gradient_boosting"
+    if "Forest" in name or "ExtraTrees" in name:
+        return "forest"
+    if "C" in space or "alpha" in space:
+        return "linear"
+    return None
+
+
+def sklearn_auto_space(
+    estimator: Any, findings: Sequence[Any] = ()
+) -> tuple[dict[str, Dist], list[str]]:
+    """The default space of ``estimator`` adjusted by ``findings``, and why, one sentence each.
+
+    An ``overfitting`` finding moves the ranges towards stronger regularisation (larger
+    leaves and shallower trees for forests; a smaller step, subsampling or an L2 penalty for
+    boosting; a stronger penalty for linear models). Other kinds do not apply to
+    scikit-learn estimators and are said to be ignored.
+    """
+    space = default_space(estimator)
+    name = type(estimator).__name__
+    why = [f"default space for {name}: {', '.join(space)}"]
+    kinds = _kinds(findings)
+    if "overfitting" in kinds:
+        fam = _family(space, name)
+        changed = []
+        for param, (dist, what) in _OVERFIT.get(fam or "", {}).items():
+            if (param in space or fam == "gradient_boosting") and param in estimator.get_params():
+                space[param] = dist
+                changed.append(what)
+        if changed:
+            why.append("overfitting finding: " + ", ".join(changed))
+        else:
+            why.append(f"overfitting finding: no regularisation range known for {name}")
+    ignored = sorted(kinds - {"overfitting"})
+    if ignored:
+        why.append(f"findings {ignored} do not change a scikit-learn space; ignored")
+    return space, why
