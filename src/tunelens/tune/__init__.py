@@ -1,21 +1,79 @@
-"""Hyper-parameter search under measured constraints, on top of Optuna.
+"""Hyper-parameter search and compression under measured constraints, on top of Optuna.
 
-:func:`tune` takes either an objective ``f(trial) -> float`` or a scikit-learn estimator
-with data, measures constraints (latency, size, a metric floor) on every trial, marks
-infeasible trials through Optuna's constraint mechanism, and recommends the best feasible
-trial, or, when none is feasible, the closest one with what blocked it.
+:func:`tune` takes an objective ``f(trial)``, a scikit-learn estimator or a PyTorch model
+(or factory) with data; it searches the remedies of :mod:`tunelens.tune.remedies`, measures
+constraints (latency, size, FLOPs, memory, a metric floor) on every trial, marks infeasible
+trials through Optuna's constraint mechanism and recommends the best feasible trial (from
+the Pareto front, by stated priority, when there are several objectives), or, when none is
+feasible, the closest one with what blocked it. :func:`compress` prunes, quantises and
+distils a trained PyTorch model and keeps the fastest candidate within the accuracy bar.
+
+PyTorch is optional: ``compress``, ``MLP``, ``SmallCNN`` and ``torch_task`` load it only
+when first used.
 """
 
-from tunelens.tune._tune import BUILTIN_MEASUREMENTS, Constraint, TuneResult, measure, tune
-from tunelens.tune.spaces import Dist, default_space, supported_estimators
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from tunelens.tune._tune import (
+    BUILTIN_MEASUREMENTS,
+    PRIORITY_TOLERANCE,
+    SCHEMA,
+    Constraint,
+    TuneResult,
+    measure,
+    tune,
+)
+from tunelens.tune.remedies import REMEDIES, REMEDY_NAMES, Remedy, auto_space, describe
+from tunelens.tune.spaces import Dist, default_space, sklearn_auto_space, supported_estimators
+
+if TYPE_CHECKING:
+    from tunelens.tune.compress import CompressResult, compress
+    from tunelens.tune.models import MLP, SmallCNN
+    from tunelens.tune.torch_train import TorchTask, torch_task
 
 __all__ = [
     "BUILTIN_MEASUREMENTS",
+    "MLP",
+    "PRIORITY_TOLERANCE",
+    "REMEDIES",
+    "REMEDY_NAMES",
+    "SCHEMA",
+    "CompressResult",
     "Constraint",
     "Dist",
+    "Remedy",
+    "SmallCNN",
+    "TorchTask",
     "TuneResult",
+    "auto_space",
+    "compress",
     "default_space",
+    "describe",
     "measure",
+    "sklearn_auto_space",
     "supported_estimators",
+    "torch_task",
     "tune",
 ]
+
+_LAZY = {
+    "compress": "tunelens.tune.compress",
+    "CompressResult": "tunelens.tune.compress",
+    "MLP": "tunelens.tune.models",
+    "SmallCNN": "tunelens.tune.models",
+    "torch_task": "tunelens.tune.torch_train",
+    "TorchTask": "tunelens.tune.torch_train",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'tunelens.tune' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

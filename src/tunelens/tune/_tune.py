@@ -557,7 +557,7 @@ class _Task:
     metric: str
     higher_is_better: bool
     default_params: dict[str, Any]
-    fit_best: Callable[[Mapping[str, Any]], Any] | None
+    fit_best: Callable[[Mapping[str, Any], int], Any] | None
     measurements: tuple[str, ...] | None
     explanation: list[str]
 
@@ -600,13 +600,13 @@ def _model_task(
             sk.metric,
             sk.higher_is_better,
             sk.default_params,
-            sk.fit_best,
+            lambda params, _number: sk.fit_best(params),
             SKLEARN_MEASUREMENTS,
             explanation + sk.explanation,
         )
     if _is_torch_model(model) or callable(model):
         try:
-            from tunelens.tune.torch_train import torch_task  # type: ignore[import-not-found,unused-ignore]
+            from tunelens.tune.torch_train import torch_task
         except ImportError as exc:  # pragma: no cover - torch is an optional extra
             raise InputError(
                 "objective_or_model",
@@ -631,7 +631,7 @@ def _model_task(
             tt.metric,
             tt.higher_is_better,
             dict(tt.default_params),
-            tt.fit_best,
+            lambda params, number: tt.fit_best(params, number=number),
             TORCH_MEASUREMENTS,
             list(tt.explanation),
         )
@@ -864,7 +864,7 @@ def tune(
     model = None
     if task is not None and task.fit_best is not None and best is not None:
         params = {k: best["params"][k] for k in task.space if k in best["params"]}
-        model = task.fit_best(params)
+        model = task.fit_best(params, best["number"])
 
     return TuneResult(
         study=study,
