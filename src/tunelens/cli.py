@@ -974,6 +974,432 @@ def _si(value: Any) -> str:
     return f"{value:.0f} "
 
 
+# --------------------------------------------------------------------------- tune
+
+
+@contextmanager
+def _trial_progress(total: int, enabled: bool) -> Iterator[Any]:
+    """A rich progress bar on stderr: trials done / total and the best value so far.
+
+    Yields ``update(done, best)``; shown only when stderr is a terminal."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    console = _stderr()
+    columns: list[Any] = [
+        TextColumn("tuning"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("best {task.fields[best]}"),
+        TimeElapsedColumn(),
+    ]
+    show = enabled and console.is_terminal
+    with Progress(*columns, console=console, disable=not show, transient=True) as progress:
+        task = progress.add_task("tuning", total=total, best="-")
+
+        def update(done: int, best: float | None) -> None:
+            progress.update(task, completed=done, best="-" if best is None else f"{best:.6g}")
+
+        yield update
+
+
+def _storage_option(storage: str | None, config_storage: str | None) -> str | None:
+    from tunelens.tune.distributed import normalize_storage
+
+    if storage is not None:
+        return normalize_storage(storage, base=Path.cwd(), field="--storage")
+    return config_storage
+
+
+@app.command("tune")
+def tune_command(
+    config: Annotated[
+        Path, typer.Argument(help="The TOML config (keys in docs/cli.md).", show_default=False)
+    ],
+    storage: Annotated[
+        str | None,
+        typer.Option(
+            "--storage",
+            help="Optuna storage: sqlite:///study.db or postgresql://user@host:5432/db "
+            "(default: the config's study.storage, else in memory).",
+        ),
+    ] = None,
+    study: Annotated[
+        str | None, typer.Option("--study", help="Study name (default: the config's).")
+    ] = None,
+    workers: Annotated[
+        int, typer.Option("--workers", help="Worker processes on one shared study.", min=1)
+    ] = 1,
+    n_trials: Annotated[
+        int | None,
+        typer.Option("--n-trials", help="Trials in all (default: the config's).", min=1),
+    ] = None,
+    json_path: Annotated[
+        str | None, typer.Option("--json", help="Write the result JSON here ('-': stdout).")
+    ] = None,
+    html_path: Annotated[
+        Path | None, typer.Option("--html", help="Write an HTML page of the study here.")
+    ] = None,
+    worker: Annotated[
+        bool,
+        typer.Option(
+            "--worker",
+            help="Run as one worker of a shared study (needs --storage): stop when the "
+            "study holds n_trials trials.",
+        ),
+    ] = False,
+    worker_index: Annotated[
+        int, typer.Option("--worker-index", hidden=True, help="Offsets the seed.", min=0)
+    ] = 0,
+) -> None:
+    """Tune a model described by a TOML config: Optuna search under measured constraints.
+
+    JSON and HTML are written only after the study succeeded, each through a temporary
+    file and a rename.
+    """
+    import optuna
+
+    from tunelens.tune.config import load_config
+    from tunelens.tune.distributed import is_shared, redact, run_workers, trial_lock
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # the summary says what matters
+    cfg = load_config(config)
+    url = _storage_option(storage, cfg.study.storage)
+    name = study or cfg.study.name
+    total = n_trials if n_trials is not None else cfg.study.n_trials
+    if (workers > 1 or worker) and not is_shared(url):
+        flag = "--worker" if worker else f"--workers {workers}"
+        raise InputError(
+            flag,
+            "needs a shared storage",
+            "give --storage sqlite:///study.db or postgresql://user@host:5432/db "
+            "(or study.storage in the config)",
+        )
+    dataset = cfg.load_data()  # every input error surfaces here, before any trial runs
+    model = cfg.build_model(dataset)
+    console = _stderr() if json_path == "-" else stdout_console()
+
+    if worker:
+        ran = [0]
+
+        def count(event: dict[str, Any]) -> None:
+            ran[0] += 1
+
+        with trial_lock(url, name) as lock:
+            result = _call_tune(
+                cfg.to_tune_kwargs(
+                    dataset, model=model, storage=url, study_name=name, seed_offset=worker_index
+                ),
+                n_trials=None,
+                total_trials=total,
+                trial_lock=lock,
+                progress=count,
+                refit=False,
+            )
+        console.print(
+            f"worker {worker_index}: ran {ran[0]} trials; study {name!r} holds "
+            f"{len(result.trials)} of {total}",
+            highlight=False,
+            markup=False,
+        )
+        _write_tune_outputs(result, json_path, html_path, console)
+        return
+
+    if workers > 1:
+        assert url is not None
+        with _trial_progress(total, True) as update:
+            outcome = run_workers(
+                config,
+                storage=url,
+                workers=workers,
+                study_name=name,
+                n_trials=total,
+                on_progress=lambda done, _total, best: update(done, best),
+            )
+        if not outcome.ok:
+            raise CliError(outcome.summary(), code=1)
+        console.print(
+            outcome.summary().splitlines()[0] + f" [{redact(storage or url)}]",
+            highlight=False,
+            markup=False,
+        )
+        # collect: the study is full, so this runs no trial and builds the result
+        result = _call_tune(
+            cfg.to_tune_kwargs(dataset, model=model, storage=url, study_name=name),
+            n_trials=None,
+            total_trials=total,
+            refit=False,
+        )
+    else:
+        with _trial_progress(total, True) as update:
+            result = _call_tune(
+                cfg.to_tune_kwargs(dataset, model=model, storage=url, study_name=name),
+                n_trials=total,
+                progress=lambda event: update(int(event["done"]), event.get("best")),
+                refit=False,
+            )
+    _write_tune_outputs(result, json_path, html_path, console)
+
+
+def _call_tune(kwargs: dict[str, Any], **extra: Any) -> Any:
+    from tunelens.tune.config import call_tune
+
+    return call_tune({**kwargs, **extra})  # extra may set n_trials=None (total_trials rules)
+
+
+def _write_tune_outputs(
+    result: Any, json_path: str | None, html_path: Path | None, console: Console
+) -> None:
+    doc = result.to_dict()
+    text = json.dumps(doc, indent=2, allow_nan=False)
+    pending: list[tuple[Path, bytes]] = []
+    if json_path is not None and json_path != "-":
+        pending.append((Path(json_path), text.encode("utf-8")))
+    if html_path is not None:
+        from tunelens.report.tune_html import render_tune_html
+
+        pending.append((html_path, render_tune_html(doc, result.study).encode("utf-8")))
+    from tunelens._atomic import write_files
+
+    write_files(pending)
+    if json_path == "-":
+        sys.stdout.write(text + "\n")
+    console.print(result.summary(), highlight=False, markup=False)
+    for path, _ in pending:
+        console.print(f"wrote {path}", highlight=False)
+
+
+# --------------------------------------------------------------------------- compress
+
+
+def _parse_constraint(text: str) -> Any:
+    """``"latency_p50_ms<=5"`` -> ``Constraint("latency_p50_ms", "<=", 5.0)``."""
+    from tunelens.tune import Constraint
+
+    match = re.fullmatch(r"\s*([A-Za-z_][A-Za-z0-9_]*)\s*(<=|>=)\s*([-+0-9.eE]+)\s*", text)
+    if match is None:
+        raise InputError(
+            f"--constraint {text}",
+            "not NAME<=BOUND or NAME>=BOUND",
+            "e.g. --constraint 'latency_p50_ms<=5'",
+        )
+    try:
+        bound = float(match.group(3))
+    except ValueError:
+        raise InputError(f"--constraint {text}", "the bound is not a number", "") from None
+    return Constraint(match.group(1), match.group(2), bound)
+
+
+@app.command("compress")
+def compress_command(
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            help="A tune config: train its model with the study's best (or default) "
+            "params, then compress it.",
+        ),
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model",
+            help="A trained model: module:factory (returns the trained nn.Module) or an "
+            "exported program (.pt2, dynamic batch); TorchScript cannot be compressed.",
+        ),
+    ] = None,
+    data: Annotated[
+        str | None,
+        typer.Option(
+            "--data",
+            help="digits, iris, wine, breast_cancer, diabetes, or a CSV/Parquet file "
+            "(with --target).",
+        ),
+    ] = None,
+    target: Annotated[
+        str | None, typer.Option("--target", help="Label column of a --data file.")
+    ] = None,
+    metric: Annotated[
+        str | None,
+        typer.Option("--metric", help="accuracy (classification) or mse/mae (regression)."),
+    ] = None,
+    max_drop: Annotated[
+        float | None,
+        typer.Option("--max-drop", help="Largest metric drop allowed (absolute; default 0.01)."),
+    ] = None,
+    constraint: Annotated[
+        list[str] | None,
+        typer.Option("--constraint", help="NAME<=BOUND or NAME>=BOUND; repeatable."),
+    ] = None,
+    time_budget: Annotated[
+        float | None, typer.Option("--time-budget", help="Seconds to spend exploring.")
+    ] = None,
+    methods: Annotated[
+        str | None,
+        typer.Option(
+            "--methods",
+            help="prune,unstructured,quantize_dynamic,quantize_static,distill (default: all).",
+        ),
+    ] = None,
+    storage: Annotated[
+        str | None, typer.Option("--storage", help="With --config: the study's storage.")
+    ] = None,
+    study: Annotated[
+        str | None, typer.Option("--study", help="With --config: the study name.")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Save the chosen model in this folder.")
+    ] = None,
+    json_path: Annotated[
+        str | None, typer.Option("--json", help="Write the result JSON here ('-': stdout).")
+    ] = None,
+    html_path: Annotated[
+        Path | None, typer.Option("--html", help="Write an HTML page of the candidates here.")
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the splits and training.")] = 0,
+    latency_batch: Annotated[
+        int, typer.Option("--latency-batch", help="Rows per timed call.", min=1)
+    ] = 1,
+) -> None:
+    """Compress a PyTorch model (prune, quantise, distil) within a metric drop."""
+    from tunelens.io import split_names
+    from tunelens.tune.config import COMPRESS_METHODS, load_config
+
+    if (config is None) == (model is None):
+        raise InputError("compress", "give --config or --model (not both)", "")
+    constraints = [_parse_constraint(c) for c in constraint or []]
+    chosen_methods = tuple(split_names(methods)) if methods is not None else None
+    for m in chosen_methods or ():
+        if m not in COMPRESS_METHODS:
+            raise InputError("--methods", f"unknown method {m!r}", f"use any of {COMPRESS_METHODS}")
+    if max_drop is not None and not (math.isfinite(max_drop) and max_drop >= 0):
+        raise InputError("--max-drop", f"is {max_drop}", "give a number >= 0")
+    if time_budget is not None and not time_budget > 0:
+        raise InputError("--time-budget", f"is {time_budget}", "give seconds > 0")
+    console = _stderr() if json_path == "-" else stdout_console()
+    if config is not None:
+        if data is not None or target is not None:
+            raise InputError("--data", "comes from the config with --config", "drop --data")
+        cfg = load_config(config)
+        if not cfg.model.is_torch:
+            raise InputError(
+                "model.kind",
+                f"compress needs a PyTorch model, not {cfg.model.kind!r}",
+                "use kind = mlp, cnn or factory",
+            )
+        dataset = cfg.load_data()
+        settings = cfg.compress
+        url = _storage_option(storage, cfg.study.storage)
+        with console.status("training the model to compress", spinner="dots"):
+            trained, where = _train_for_compress(cfg, dataset, url, study or cfg.study.name)
+        console.print(f"trained the model with {where}", highlight=False)
+        max_drop = settings.max_drop if max_drop is None else max_drop
+        constraints = list(settings.constraints) + constraints
+        chosen_methods = chosen_methods if chosen_methods is not None else settings.methods
+        time_budget = settings.time_budget if time_budget is None else time_budget
+        metric = metric or next(
+            (m for m in cfg.objective.metrics if m in ("accuracy", "mse", "mae")),
+            "accuracy" if dataset.task == "classification" else "mse",
+        )
+        seed = seed if cfg.study.seed is None else cfg.study.seed
+        xy = dataset.all_rows()
+    else:
+        from tunelens.diagnose._load import expected_input, load_model
+        from tunelens.tune.config import check_data_spec, load_dataset
+
+        if data is None:
+            raise InputError("--data", "missing", "give a dataset name or a CSV/Parquet file")
+        check_data_spec(data)
+        trained = load_model(str(model))
+        import torch
+
+        if isinstance(trained, torch.jit.ScriptModule):
+            raise InputError(
+                f"--model {model}",
+                "a TorchScript model cannot be pruned, quantised or copied",
+                "give module:factory returning the trained torch.nn.Module",
+            )
+        image = (expected_input(trained) or "").endswith("H, W)")
+        dataset = load_dataset(data, target=target, image=image, seed=seed)
+        metric = metric or ("accuracy" if dataset.task == "classification" else "mse")
+        xy = dataset.all_rows()
+    from tunelens.tune import compress
+
+    with console.status("compressing", spinner="dots"):
+        result = compress(
+            trained,
+            data=xy,
+            metric=metric,
+            max_drop=0.01 if max_drop is None else max_drop,
+            constraints=tuple(constraints),
+            time_budget=time_budget,
+            methods=chosen_methods,
+            seed=seed,
+            latency_batch=latency_batch,
+        )
+    doc = result.to_dict()
+    text = json.dumps(doc, indent=2, allow_nan=False)
+    pending: list[tuple[Path, bytes]] = []
+    if json_path is not None and json_path != "-":
+        pending.append((Path(json_path), text.encode("utf-8")))
+    if html_path is not None:
+        from tunelens.report.tune_html import render_compress_html
+
+        pending.append((html_path, render_compress_html(doc).encode("utf-8")))
+    from tunelens._atomic import write_files
+
+    write_files(pending)
+    written = [str(p) for p, _ in pending]
+    if out is not None:
+        result.save(out)
+        written.append(str(out))
+    if json_path == "-":
+        sys.stdout.write(text + "\n")
+    console.print(result.summary(), highlight=False, markup=False)
+    for path in written:
+        console.print(f"wrote {path}", highlight=False)
+
+
+def _train_for_compress(cfg: Any, dataset: Any, url: str | None, name: str) -> tuple[Any, str]:
+    """Train the config's model with the study's best params (when a storage holds the
+    study) or the known-good defaults; returns the model and where the params came from."""
+    from tunelens.tune.torch_train import torch_task
+
+    task = torch_task(
+        cfg.build_model(dataset),
+        data=dataset.as_tuple(),
+        space=cfg.space,
+        metric=next(
+            (
+                m
+                for m in cfg.objective.metrics
+                if m in ("accuracy", "f1", "log_loss", "mse", "mae", "r2")
+            ),
+            None,
+        ),
+        seed=cfg.study.seed,
+        epochs=cfg.study.epochs,
+    )
+    params: dict[str, Any] = dict(task.default_params)
+    where = "the default params"
+    if url is not None:
+        import optuna
+
+        from tunelens.tune.distributed import open_storage
+
+        with suppress(KeyError):
+            found = optuna.load_study(study_name=name, storage=open_storage(url))
+            done = [
+                t
+                for t in found.get_trials(deepcopy=False)
+                if t.state == optuna.trial.TrialState.COMPLETE
+            ]
+            if done and len(found.directions) == 1:
+                best = found.best_trial
+                params = {k: v for k, v in best.params.items() if k in task.space}
+                where = f"the params of trial #{best.number} of study {name!r}"
+    return task.fit_best(params), where
+
+
 # --------------------------------------------------------------------------- serve
 
 

@@ -15,6 +15,7 @@ from torch import nn  # noqa: E402
 
 from tunelens.errors import InputError  # noqa: E402
 from tunelens.tune import Constraint  # noqa: E402
+from tunelens.tune._compress import TIE_TOLERANCE, compress, load_compressed  # noqa: E402
 from tunelens.tune._compress_prune import (  # noqa: E402
     apply_masks,
     find_groups,
@@ -23,7 +24,6 @@ from tunelens.tune._compress_prune import (  # noqa: E402
     pack_model,
     prune_structured,
 )
-from tunelens.tune.compress import TIE_TOLERANCE, compress, load_compressed  # noqa: E402
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -423,3 +423,13 @@ def test_bad_data_raises_input_error(trained: Any) -> None:
     with pytest.raises(InputError) as info:
         compress("not a model", data=(X, y))  # type: ignore[arg-type]
     assert info.value.field == "model"
+
+
+def test_torchscript_model_is_refused_with_input_error(trained: Any) -> None:
+    import torch
+
+    model, X, y = trained
+    scripted = torch.jit.trace(model.eval(), torch.as_tensor(X[:2], dtype=torch.float32))
+    with pytest.raises(InputError) as info:
+        compress(scripted, data=(X, y))
+    assert info.value.field == "model" and "TorchScript" in str(info.value)

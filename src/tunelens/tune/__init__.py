@@ -29,12 +29,13 @@ from tunelens.tune.remedies import REMEDIES, REMEDY_NAMES, Remedy, auto_space, d
 from tunelens.tune.spaces import Dist, default_space, sklearn_auto_space, supported_estimators
 
 if TYPE_CHECKING:
-    from tunelens.tune.compress import CompressResult, compress
+    from tunelens.tune._compress import METHODS, CompressResult, compress, load_compressed
     from tunelens.tune.models import MLP, SmallCNN
     from tunelens.tune.torch_train import TorchTask, torch_task
 
 __all__ = [
     "BUILTIN_MEASUREMENTS",
+    "METHODS",
     "MLP",
     "PRIORITY_TOLERANCE",
     "REMEDIES",
@@ -51,6 +52,7 @@ __all__ = [
     "compress",
     "default_space",
     "describe",
+    "load_compressed",
     "measure",
     "sklearn_auto_space",
     "supported_estimators",
@@ -59,8 +61,10 @@ __all__ = [
 ]
 
 _LAZY = {
-    "compress": "tunelens.tune.compress",
-    "CompressResult": "tunelens.tune.compress",
+    "compress": "tunelens.tune._compress",
+    "CompressResult": "tunelens.tune._compress",
+    "load_compressed": "tunelens.tune._compress",
+    "METHODS": "tunelens.tune._compress",
     "MLP": "tunelens.tune.models",
     "SmallCNN": "tunelens.tune.models",
     "torch_task": "tunelens.tune.torch_train",

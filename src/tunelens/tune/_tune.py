@@ -664,6 +664,7 @@ def tune(
     total_trials: int | None = None,
     trial_lock: Callable[[], ContextManager[Any]] | None = None,
     progress: Callable[[dict[str, Any]], None] | None = None,
+    refit: bool = True,
 ) -> TuneResult:
     """Search hyper-parameters and training remedies with Optuna under measured constraints.
 
@@ -704,7 +705,8 @@ def tune(
     ``total_trials`` stops when the study holds that many trials in all (workers sharing a
     study); ``trial_lock`` returns a context manager held around "count, then ask" so that
     concurrent workers create exactly ``total_trials``. ``progress(event)`` is called after
-    each trial with ``number, state, value, done, total, best``.
+    each trial with ``number, state, value, done, total, best``. ``refit=False`` skips
+    training the recommended model at the end (``result.model`` is then ``None``).
 
     Raises:
         InputError: unknown pruner, direction, metric, priority, constraint operator or name,
@@ -862,7 +864,7 @@ def tune(
         blocked = _blocked(best, cons, objectives)
 
     model = None
-    if task is not None and task.fit_best is not None and best is not None:
+    if refit and task is not None and task.fit_best is not None and best is not None:
         params = {k: best["params"][k] for k in task.space if k in best["params"]}
         model = task.fit_best(params, best["number"])
 

@@ -31,7 +31,8 @@ Candidates, in the order they are explored (``methods`` picks among them):
   and int8 per row for the sparsest that holds). Its size shrinks, its speed does not
   (dense kernels).
 
-``import tunelens.tune.compress`` does not import torch; :func:`compress` does.
+Importing this module does not import torch; :func:`compress` does. Reach it as
+``tunelens.tune.compress``.
 """
 
 from __future__ import annotations
@@ -39,9 +40,7 @@ from __future__ import annotations
 import copy
 import math
 import os
-import sys
 import time
-import types
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -253,6 +252,14 @@ def _check_args(
             "model",
             f"expected a torch.nn.Module, got {type(model).__name__}",
             "pass the trained module",
+        )
+    import torch
+
+    if isinstance(model, torch.jit.ScriptModule):
+        raise InputError(
+            "model",
+            "is a TorchScript module, which cannot be pruned, quantised or copied",
+            "pass the Python nn.Module (or an exported program's .module())",
         )
     devices = {str(t.device) for t in [*model.parameters(), *model.buffers()]}
     if devices - {"cpu"}:
@@ -1054,18 +1061,3 @@ def _finish(
         s.core.torch_bytes(model),
         ".pt",
     )
-
-
-class _CallableModule(types.ModuleType):
-    """This module, callable as :func:`compress`.
-
-    ``tunelens.tune`` exposes the function ``compress`` lazily, but importing this module
-    (``from tunelens.tune.compress import ...``) makes Python set the package attribute
-    ``tunelens.tune.compress`` to the module. Calls through that attribute still work.
-    """
-
-    def __call__(self, *args: Any, **kwargs: Any) -> CompressResult:
-        return compress(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
