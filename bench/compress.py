@@ -149,7 +149,7 @@ def run(
     import torch
     from torch.utils.data import DataLoader, TensorDataset
 
-    from tunelens.tune.compress import compress
+    from tunelens.tune import compress
 
     model = build(name)
     t = time.perf_counter()
