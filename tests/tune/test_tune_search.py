@@ -236,3 +236,32 @@ def test_brute_force_front_helper() -> None:
     # (accuracy up, latency down): (2, 1) dominates (1, 1) and (2, 2)
     recs = [{"number": i, "values": list(v)} for i, v in enumerate([(1, 1), (2, 2), (2, 1)])]
     assert _brute_front(recs) == {2}
+
+
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+def test_a_dead_workers_trial_is_failed_and_replaced(tmp_path: Any) -> None:
+    import time
+
+    storage = optuna.storages.RDBStorage(
+        f"sqlite:///{tmp_path / 's.db'}", heartbeat_interval=1, grace_period=1
+    )
+    study = optuna.create_study(storage=storage, study_name="s")
+    dead = study.ask()  # a worker started this trial, beat once, then died
+    storage.record_heartbeat(dead._trial_id)
+    time.sleep(2.5)
+
+    def f(trial: optuna.Trial) -> float:
+        return trial.suggest_float("x", 0, 1)
+
+    res = tune(f, n_trials=None, total_trials=3, storage=storage, study_name="s")
+    states = [t["state"] for t in res.trials]
+    assert states[0] == "FAIL" and states[1:] == ["COMPLETE"] * 3
+    # everything failing stops at the budget rather than looping
+    boom_calls: list[int] = []
+
+    def boom(trial: optuna.Trial) -> float:
+        boom_calls.append(trial.number)
+        raise RuntimeError("always")
+
+    with pytest.raises(RuntimeError):
+        tune(boom, n_trials=None, total_trials=2, storage=storage, study_name="t")

@@ -7,6 +7,7 @@ import math
 import pathlib
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager as ContextManager
 from dataclasses import dataclass, field
@@ -485,6 +486,17 @@ def _is_torch_model(obj: Any) -> bool:
     return torch is not None and isinstance(obj, torch.nn.Module)
 
 
+def _budget_spent(study: optuna.Study, total: int) -> bool:
+    """Whether the study holds ``total`` trials that did not fail (or ``total`` failures).
+
+    Failed trials (an exception, a dead worker) are replaced, so the workers complete
+    exactly ``total`` trials between them; a study where everything fails stops too.
+    """
+    states = [t.state for t in study.get_trials(deepcopy=False)]
+    failed = states.count(optuna.trial.TrialState.FAIL)
+    return len(states) - failed >= total or failed >= total
+
+
 def _run(
     study: optuna.Study,
     run_one: Callable[[optuna.Trial], list[float]],
@@ -497,7 +509,15 @@ def _run(
     progress: Callable[[dict[str, Any]], None] | None,
     single: bool,
 ) -> None:
-    """Ask/tell loop: like ``study.optimize``, plus a study-wide trial budget under a lock."""
+    """Ask/tell loop: like ``study.optimize``, plus a study-wide trial budget under a lock.
+
+    With a heartbeat-enabled RDB storage (``RDBStorage(heartbeat_interval=...)``, as
+    ``tunelens tune`` opens it), each running trial beats, and trials whose worker died are
+    failed once their grace period passes, so they neither block the budget nor count in it.
+    """
+    from optuna.storages._heartbeat import get_heartbeat_thread, is_heartbeat_enabled
+
+    heartbeat = is_heartbeat_enabled(study._storage)
     started = time.monotonic()
     done = 0
     goal = total_trials if total_trials is not None else n_trials
@@ -507,14 +527,19 @@ def _run(
         if timeout is not None and time.monotonic() - started >= timeout:
             return
         with lock():
-            if total_trials is not None and len(study.get_trials(deepcopy=False)) >= total_trials:
+            if heartbeat:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                    optuna.storages.fail_stale_trials(study)
+            if total_trials is not None and _budget_spent(study, total_trials):
                 return
             trial = study.ask()
         state = optuna.trial.TrialState.COMPLETE
         values: list[float] | None = None
         error: BaseException | None = None
         try:
-            values = run_one(trial)
+            with get_heartbeat_thread(trial._trial_id, study._storage):
+                values = run_one(trial)
             if any(not math.isfinite(v) for v in values):
                 trial.set_user_attr(ERROR_ATTR, f"objective returned a non-finite value {values}")
                 state, values = optuna.trial.TrialState.FAIL, None

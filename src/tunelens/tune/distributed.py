@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -106,8 +107,17 @@ def is_shared(url: str | None) -> bool:
     return not normal.endswith(":memory:")
 
 
+#: running trials beat this often (seconds); one silent for GRACE_S is failed and replaced
+HEARTBEAT_S = 10
+GRACE_S = 60
+
+
 def open_storage(url: str) -> Any:
     """An :class:`optuna.storages.RDBStorage` for ``url`` (tables created when missing).
+
+    Trials beat every ``HEARTBEAT_S`` seconds; a trial whose worker died (no beat for
+    ``GRACE_S``) is marked failed by the next worker that starts a trial, and a new trial
+    takes its place in the budget.
 
     SQLite gets a 60 s busy timeout so that concurrent workers wait rather than fail.
 
@@ -123,7 +133,14 @@ def open_storage(url: str) -> Any:
     else:
         engine_kwargs = {"pool_pre_ping": True}
     try:
-        return optuna.storages.RDBStorage(normal, engine_kwargs=engine_kwargs)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.RDBStorage(
+                normal,
+                engine_kwargs=engine_kwargs,
+                heartbeat_interval=HEARTBEAT_S,
+                grace_period=GRACE_S,
+            )
     except ImportError as exc:
         raise InputError(
             "--storage",
