@@ -500,7 +500,7 @@ def test_auto_space_and_default_params(small: Any) -> None:
     assert {"noise_std", "mixup_alpha", "early_stopping_patience", "width"} <= set(task.space)
     assert any(s.startswith("overfitting:") for s in task.explanation)
     assert set(task.default_params) == set(task.space)
-    assert task.default_params["lr"] == 1e-3 and task.default_params["lr_schedule"] == "cosine"
+    assert task.default_params["lr"] == 3e-3 and task.default_params["lr_schedule"] == "onecycle"
     for k, v in task.default_params.items():
         d = task.space[k]
         assert v in d.choices if d.kind == "categorical" else d.low <= v <= d.high  # type: ignore[operator]

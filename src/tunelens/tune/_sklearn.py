@@ -161,6 +161,8 @@ class SklearnTask:
     default_params: dict[str, Any]
     fit_best: Callable[[Mapping[str, Any]], Any]
     explanation: list[str] = field(default_factory=list)
+    #: the last step the objective reports to the pruner (None: it reports nothing)
+    max_resource: int | None = None
 
 
 def _score(model: Any, metric: str, X: Any, y: Any) -> float:
@@ -318,6 +320,7 @@ def sklearn_task(
         default_params=_default_params(estimator, space),
         fit_best=fit_best,
         explanation=explanation,
+        max_resource=int(cv) if cv is not None else (_STAGES - 1 if staged_ok else None),
     )
 
 

@@ -233,14 +233,26 @@ def _check_choice(field_name: str, value: Any, accepted: Sequence[str]) -> str:
     return value
 
 
-def _make_pruner(pruner: str | optuna.pruners.BasePruner) -> optuna.pruners.BasePruner:
+def _make_pruner(
+    pruner: str | optuna.pruners.BasePruner, max_resource: int | None = None
+) -> optuna.pruners.BasePruner:
+    """The pruner; for ``"asha"`` and ``"median"`` no decision before a quarter of the steps.
+
+    ``max_resource`` is the last step a trial reports (epochs, boosting stages, folds) where
+    tunelens knows it: the first rung of successive halving (reduction factor 3) is then a
+    quarter of it, since the ranking of learning curves after one step of twenty is mostly
+    noise. For user objectives it is unknown and Optuna's ``"auto"`` rule applies.
+    """
     if isinstance(pruner, optuna.pruners.BasePruner):
         return pruner
     name = _check_choice("pruner", pruner, _PRUNERS)
+    warm = max(1, max_resource // 4) if max_resource else None
     if name == "asha":
-        return optuna.pruners.SuccessiveHalvingPruner()
+        if warm is None:
+            return optuna.pruners.SuccessiveHalvingPruner()
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=warm, reduction_factor=3)
     if name == "median":
-        return optuna.pruners.MedianPruner()
+        return optuna.pruners.MedianPruner(n_warmup_steps=(warm or 1) - 1)
     return optuna.pruners.NopPruner()
 
 
@@ -585,6 +597,7 @@ class _Task:
     fit_best: Callable[[Mapping[str, Any], int], Any] | None
     measurements: tuple[str, ...] | None
     explanation: list[str]
+    max_resource: int | None = None
 
 
 def _model_task(
@@ -628,6 +641,7 @@ def _model_task(
             lambda params, _number: sk.fit_best(params),
             SKLEARN_MEASUREMENTS,
             explanation + sk.explanation,
+            sk.max_resource,
         )
     if _is_torch_model(model) or callable(model):
         try:
@@ -659,6 +673,7 @@ def _model_task(
             lambda params, number: tt.fit_best(params, number=number),
             TORCH_MEASUREMENTS,
             list(tt.explanation),
+            int(tt.epochs),
         )
     raise InputError(
         "objective_or_model",
@@ -737,7 +752,7 @@ def tune(
         InputError: unknown pruner, direction, metric, priority, constraint operator or name,
             bad ``data`` or ``space``, ``n_trials`` < 1.
     """
-    pruner_obj = _make_pruner(pruner)
+    _make_pruner(pruner)  # checks the name before any work
     for name, v in (("n_trials", n_trials), ("total_trials", total_trials)):
         if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
             raise InputError(name, f"must be a positive integer or None, got {v!r}", "")
@@ -810,6 +825,7 @@ def tune(
         cons = _check_constraints(constraints, known)
         objective = task.objective
         explanation = list(task.explanation)
+    pruner_obj = _make_pruner(pruner, task.max_resource if task is not None else None)
     order, tolerances = _check_priority(priority, objectives)
     multi = len(objectives) > 1
     lock = trial_lock if trial_lock is not None else _no_lock
@@ -842,7 +858,10 @@ def tune(
             trial.set_constraint(str(c), math.inf if v is None else c.signed(v))
         return values
 
-    sampler = optuna.samplers.TPESampler(seed=seed)
+    # Optuna's 10 random start-up trials suit budgets of hundreds; with tens of trials a
+    # fifth of the budget (5 to 10) leaves more trials to the model of TPE.
+    budget = total_trials or n_trials or 50
+    sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(10, max(5, budget // 5)))
     study = optuna.create_study(
         storage=storage,
         study_name=study_name,
