@@ -125,9 +125,14 @@ def render_html(doc: Mapping[str, Any], *, title: str | None = None, full_page: 
     body.append(_timings(doc))
     body.append(figures.scripts())
 
+    return _page("".join(b for b in body if b), heading, uid, len(figures), full_page)
+
+
+def _page(body: str, heading: str, uid: str, n_figures: int, full_page: bool, css: str = "") -> str:
+    """``body`` in the scoped report ``<div>``; with ``full_page`` a whole document with CSP."""
     div = (
-        f'<div class="tunelens-report" id="{uid}" data-figures="{len(figures)}">'
-        f"<style>{_CSS}</style>{''.join(b for b in body if b)}</div>"
+        f'<div class="tunelens-report" id="{uid}" data-figures="{n_figures}">'
+        f"<style>{_CSS}{css}</style>{body}</div>"
     )
     if not full_page:
         return div

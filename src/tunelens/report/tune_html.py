@@ -24,8 +24,6 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from tunelens.report.html import (
-    _CSP,
-    _CSS,
     _DASH,
     _dl,
     _esc,
@@ -42,6 +40,7 @@ from tunelens.report.html import (
     _table,
     _text,
 )
+from tunelens.report.html import _page as _html_page
 
 if TYPE_CHECKING:
     import optuna
@@ -92,19 +91,7 @@ def _value_text(value: object, digits: int = 4) -> str:
 
 
 def _page(body: str, heading: str, uid: str, n_figures: int, full_page: bool) -> str:
-    div = (
-        f'<div class="tunelens-report" id="{uid}" data-figures="{n_figures}">'
-        f"<style>{_CSS}{_EXTRA_CSS}</style>{body}</div>"
-    )
-    if not full_page:
-        return div
-    return (
-        "<!DOCTYPE html>\n"
-        '<html lang="en"><head><meta charset="utf-8">'
-        f'<meta http-equiv="Content-Security-Policy" content="{_CSP}">'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{_esc(heading)}</title></head>\n<body>{div}</body></html>\n"
-    )
+    return _html_page(body, heading, uid, n_figures, full_page, css=_EXTRA_CSS)
 
 
 def _footer(schema: str) -> str:

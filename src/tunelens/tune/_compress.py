@@ -48,7 +48,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tunelens.errors import InputError
-from tunelens.tune._tune import Constraint, _json_safe
+from tunelens.tune._tune import Constraint, _check_constraints, _json_safe
 
 if TYPE_CHECKING:
     from torch import nn
@@ -284,25 +284,7 @@ def _check_args(
             f"must be >= 0, got {max_drop}",
             "give the largest acceptable drop in metric units, e.g. 0.01",
         )
-    if isinstance(constraints, Constraint):
-        constraints = (constraints,)
-    accepted = (*_MEASURED, metric)
-    out: list[Constraint] = []
-    for i, c in enumerate(constraints):
-        if not isinstance(c, Constraint):
-            raise InputError(
-                f"constraints[{i}]",
-                f"expected a Constraint, got {type(c).__name__}",
-                'use Constraint("latency_p50_ms", "<=", 1)',
-            )
-        c.validate(i)
-        if c.name not in accepted:
-            raise InputError(
-                f"constraints[{i}].name",
-                f"unknown measurement {c.name!r}",
-                f"use one of {list(accepted)}",
-            )
-        out.append(c)
+    out = _check_constraints(constraints, (*_MEASURED, metric))
     if time_budget is not None and (
         isinstance(time_budget, bool)
         or not isinstance(time_budget, int | float)
