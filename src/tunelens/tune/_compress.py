@@ -6,7 +6,7 @@ as the bytes of the file it would be saved as. The chosen model is the fastest c
 (p50) that keeps the metric within ``max_drop`` of the original and meets every
 constraint; candidates within ``TIE_TOLERANCE`` (10 %) of the fastest p50 count as tied
 (batch-1 timings of a few microseconds differ by more than that from run to run), and the
-smallest of them wins. When none qualifies, the original is kept and each
+smallest of them wins (then the smallest drop). When none qualifies, the original is kept and each
 candidate says why it was not chosen.
 
 Candidates, in the order they are explored (``methods`` picks among them):
@@ -1022,7 +1022,7 @@ def _finish(
     if feasible:
         fastest = min(c["latency_p50_ms"] for c in feasible)
         tied = [c for c in feasible if c["latency_p50_ms"] <= fastest * (1 + TIE_TOLERANCE)]
-        best = min(tied, key=lambda c: (c["model_bytes"], c["latency_p50_ms"]))
+        best = min(tied, key=lambda c: (c["model_bytes"], c["drop"], c["latency_p50_ms"]))
         fn, artefact, suffix = s.objects[best["name"]]
         return CompressResult(
             fn, best, True, s.baseline, s.candidates, s.notes, settings, artefact, suffix
