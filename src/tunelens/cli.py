@@ -1130,14 +1130,20 @@ def tune_command(
             refit=False,
         )
     else:
+        # with a storage, a study that already holds trials is topped up to n_trials
+        budget = {"n_trials": None, "total_trials": total} if url else {"n_trials": total}
         with _trial_progress(total, True) as update:
             result = _call_tune(
                 cfg.to_tune_kwargs(dataset, model=model, storage=url, study_name=name),
-                n_trials=total,
                 progress=lambda event: update(int(event["done"]), event.get("best")),
                 refit=False,
+                **budget,
             )
     _write_tune_outputs(result, json_path, html_path, console)
+    if result.best is None:
+        errors = [t["error"] for t in result.trials if t.get("error")]
+        first = f"; the first trial failed with {errors[0]}" if errors else ""
+        raise CliError(f"tune: no trial completed{first}", code=1)
 
 
 def _call_tune(kwargs: dict[str, Any], **extra: Any) -> Any:
@@ -1255,10 +1261,18 @@ def compress_command(
     html_path: Annotated[
         Path | None, typer.Option("--html", help="Write an HTML page of the candidates here.")
     ] = None,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the splits and training.")] = 0,
+    seed: Annotated[
+        int | None,
+        typer.Option(
+            "--seed", help="Seed of the splits and training (default: the config's, or 0)."
+        ),
+    ] = None,
     latency_batch: Annotated[
-        int, typer.Option("--latency-batch", help="Rows per timed call.", min=1)
-    ] = 1,
+        int | None,
+        typer.Option(
+            "--latency-batch", help="Rows per timed call (default: the config's, or 1).", min=1
+        ),
+    ] = None,
 ) -> None:
     """Compress a PyTorch model (prune, quantise, distil) within a metric drop."""
     from tunelens.io import split_names
@@ -1300,8 +1314,9 @@ def compress_command(
             (m for m in cfg.objective.metrics if m in ("accuracy", "mse", "mae")),
             "accuracy" if dataset.task == "classification" else "mse",
         )
-        seed = seed if cfg.study.seed is None else cfg.study.seed
-        xy = dataset.all_rows()
+        seed = seed if seed is not None else (cfg.study.seed or 0)
+        latency_batch = latency_batch if latency_batch is not None else settings.latency_batch
+        xy = _split_loaders(dataset)
     else:
         from tunelens.diagnose._load import expected_input, load_model
         from tunelens.tune.config import check_data_spec, load_dataset
@@ -1319,6 +1334,8 @@ def compress_command(
                 "give module:factory returning the trained torch.nn.Module",
             )
         image = (expected_input(trained) or "").endswith("H, W)")
+        seed = 0 if seed is None else seed
+        latency_batch = 1 if latency_batch is None else latency_batch
         dataset = load_dataset(data, target=target, image=image, seed=seed)
         metric = metric or ("accuracy" if dataset.task == "classification" else "mse")
         xy = dataset.all_rows()
@@ -1360,10 +1377,38 @@ def compress_command(
 
 
 def _train_for_compress(cfg: Any, dataset: Any, url: str | None, name: str) -> tuple[Any, str]:
-    """Train the config's model with the study's best params (when a storage holds the
-    study) or the known-good defaults; returns the model and where the params came from."""
+    """Train the config's model with tune's recommended trial of the stored study (the best
+    feasible one, by priority when there are several objectives, else the closest), or with
+    the known-good defaults when no study holds a complete trial; returns the model and
+    where its params came from."""
+    import optuna
+
     from tunelens.tune.torch_train import torch_task
 
+    if url is not None:
+        from tunelens.tune.distributed import open_storage
+
+        storage = open_storage(url)
+        found: optuna.Study | None = None
+        with suppress(KeyError):
+            found = optuna.load_study(study_name=name, storage=storage)
+        done = (
+            [t for t in found.get_trials(deepcopy=False) if t.state != optuna.trial.TrialState.FAIL]
+            if found is not None
+            else []
+        )
+        if any(t.state == optuna.trial.TrialState.COMPLETE for t in done):
+            # the study is full at its own size: tune runs no trial, recommends and refits
+            result = _call_tune(
+                cfg.to_tune_kwargs(dataset, storage=url, study_name=name),
+                n_trials=None,
+                total_trials=len(done),
+            )
+            if result.model is not None and result.best is not None:
+                feasible = "" if result.feasible else ", the closest: no trial met every constraint"
+                return result.model, (
+                    f"the params of trial #{result.best['number']} of study {name!r}{feasible}"
+                )
     task = torch_task(
         cfg.build_model(dataset),
         data=dataset.as_tuple(),
@@ -1379,25 +1424,24 @@ def _train_for_compress(cfg: Any, dataset: Any, url: str | None, name: str) -> t
         seed=cfg.study.seed,
         epochs=cfg.study.epochs,
     )
-    params: dict[str, Any] = dict(task.default_params)
-    where = "the default params"
-    if url is not None:
-        import optuna
+    return task.fit_best(dict(task.default_params)), "the default params"
 
-        from tunelens.tune.distributed import open_storage
 
-        with suppress(KeyError):
-            found = optuna.load_study(study_name=name, storage=open_storage(url))
-            done = [
-                t
-                for t in found.get_trials(deepcopy=False)
-                if t.state == optuna.trial.TrialState.COMPLETE
-            ]
-            if done and len(found.directions) == 1:
-                best = found.best_trial
-                params = {k: v for k, v in best.params.items() if k in task.space}
-                where = f"the params of trial #{best.number} of study {name!r}"
-    return task.fit_best(params), where
+def _split_loaders(dataset: Any) -> tuple[Any, Any]:
+    """The config's own training and validation rows as DataLoaders, so that compress
+    fine-tunes on the training rows and measures the drop on rows the model never saw."""
+    import torch
+    from torch.utils.data import DataLoader, TensorDataset
+
+    def loader(X: Any, y: Any, shuffle: bool) -> Any:
+        target = torch.as_tensor(y)
+        target = target.long() if dataset.task == "classification" else target.float()
+        rows = TensorDataset(torch.as_tensor(X, dtype=torch.float32), target)
+        return DataLoader(rows, batch_size=64, shuffle=shuffle)
+
+    return loader(dataset.X_train, dataset.y_train, True), loader(
+        dataset.X_val, dataset.y_val, False
+    )
 
 
 # --------------------------------------------------------------------------- serve

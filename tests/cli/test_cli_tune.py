@@ -137,6 +137,24 @@ BAD = [
 ]
 
 
+def test_a_rerun_with_storage_tops_the_study_up(cli: Invoke, tmp_path: Path) -> None:
+    config = _write(tmp_path, SKLEARN)
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    for n in ("2", "2", "3"):
+        result = cli("tune", config, "--storage", url, "--n-trials", n)
+        assert result.code == 0, result.err
+    assert len(optuna.load_study(study_name="cli-iris", storage=url).trials) == 3
+
+
+def test_no_trial_completing_exits_1_with_the_first_error(cli: Invoke, tmp_path: Path) -> None:
+    # each value is valid on its own; together (l1 with the default lbfgs solver) every
+    # fit fails
+    config = _write(tmp_path, SKLEARN.replace("C = {", 'penalty = ["l1"]\nC = {'))
+    result = cli("tune", config, "--n-trials", "2")
+    assert result.code == 1
+    assert "no trial completed" in result.err and "l1" in result.err
+
+
 @pytest.mark.parametrize(("text", "line"), [b[1:] for b in BAD], ids=[b[0] for b in BAD])
 def test_bad_config_exits_2_with_one_line(
     cli: Invoke, tmp_path: Path, text: str, line: str
@@ -252,6 +270,10 @@ def test_compress_from_config(cli: Invoke, tmp_path: Path) -> None:
     assert doc["schema"] == "tunelens.compress/1"
     assert doc["settings"]["max_drop"] == 0.02 and doc["settings"]["methods"] == ["prune"]
     assert doc["candidates"] and all(c["method"] == "prune" for c in doc["candidates"])
+    # fine-tuned on the config's training rows, measured on its validation rows (digits:
+    # 1797 rows, 20% validation), never on rows the model was trained on
+    assert "loaders as given" in doc["settings"]["data"], doc["settings"]["data"]
+    assert "360 validation rows" in doc["settings"]["data"]
     assert page.exists()
 
 

@@ -230,15 +230,17 @@ def test_sensitivity_keeps_a_fragile_layer_in_float(trained: Any) -> None:
     torch_rec = recs["original+int8-dynamic@torch"]
     assert torch_rec["settings"]["kept_float"] == ["0"]
     assert torch_rec["settings"]["sensitivity"]["0"] > 0.2
-    assert torch_rec["feasible"], torch_rec["why_not"]
+    # kept in float, layer 0 costs no accuracy (torch's int8 kernels may still be slower
+    # than float at batch 1, which makes the candidate ineligible, not inaccurate)
+    assert torch_rec["drop"] <= 0.02, torch_rec["why_not"]
     if ort_rec is not None:
         kept = ort_rec["settings"]["kept_float"]
         assert len(kept) == 1 and kept[0].startswith("/0/"), kept
         assert ort_rec["settings"]["sensitivity"][kept[0]] > 0.2
-        assert ort_rec["feasible"], ort_rec["why_not"]
+        assert ort_rec["drop"] <= 0.02, ort_rec["why_not"]
         static = recs["original+int8-static@onnxruntime"]
         assert [k[:3] for k in static["settings"]["kept_float"]] == ["/0/"]
-        assert static["feasible"], static["why_not"]
+        assert static["drop"] <= 0.02, static["why_not"]
     assert res.improved and res.chosen is not None and res.chosen["drop"] <= 0.02
 
 
@@ -433,3 +435,17 @@ def test_torchscript_model_is_refused_with_input_error(trained: Any) -> None:
     with pytest.raises(InputError) as info:
         compress(scripted, data=(X, y))
     assert info.value.field == "model" and "TorchScript" in str(info.value)
+
+
+def test_a_candidate_that_does_not_beat_the_original_is_not_chosen(trained: Any) -> None:
+    model, X, y = trained
+    res = compress(model, data=(X, y), methods=["unstructured"], finetune_epochs=1)
+    for c in res.candidates:
+        slower = c["speedup"] is not None and c["speedup"] < 1 / (1 + TIE_TOLERANCE)
+        no_gain = c["speedup"] is not None and c["speedup"] <= 1 and c["size_ratio"] <= 1
+        if slower or no_gain:
+            assert not c["feasible"] and "original" in c["why_not"]
+    if res.improved:
+        assert res.chosen is not None
+        assert res.chosen["speedup"] >= 1 / (1 + TIE_TOLERANCE)
+        assert res.chosen["speedup"] > 1 or res.chosen["size_ratio"] > 1

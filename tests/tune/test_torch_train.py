@@ -561,3 +561,21 @@ def test_objective_runs_under_tune_with_constraints(small: Any) -> None:
         w, m = t["params"]["width"], t["measurements"]
         assert m["model_bytes"] == 4 * (64 * w + w + w * w + w + 10 * w + 10)  # depth 2
         assert t["feasible"] == (m["model_bytes"] <= 160_000)
+
+
+def test_non_numeric_choices_and_categorical_freeze_are_input_errors(small: Any) -> None:
+    with pytest.raises(InputError) as err:
+        _task(small, {"lr": Dist.choice("fast")})
+    assert err.value.field == "space['lr']" and "numbers" in str(err.value)
+    with pytest.raises(InputError) as err:
+        _task(small, {"dropout": Dist.choice(0.1, 2.0)})
+    assert "within" in str(err.value)
+    assert _task(small, {"grad_clip_norm": Dist.choice(None, 1.0)}).space
+
+
+def test_a_trial_that_trains_every_epoch_is_never_pruned(small: Any) -> None:
+    task = _task(small, {"lr": Dist.real(1e-5, 1e-1, log=True)})  # one epoch per trial
+    pruner = optuna.pruners.MedianPruner(n_startup_trials=1)
+    study = optuna.create_study(direction="maximize", pruner=pruner)
+    study.optimize(task.objective, n_trials=8)
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)

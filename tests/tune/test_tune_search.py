@@ -240,15 +240,14 @@ def test_brute_force_front_helper() -> None:
 
 @pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
 def test_a_dead_workers_trial_is_failed_and_replaced(tmp_path: Any) -> None:
-    import time
-
     storage = optuna.storages.RDBStorage(
         f"sqlite:///{tmp_path / 's.db'}", heartbeat_interval=1, grace_period=1
     )
     study = optuna.create_study(storage=storage, study_name="s")
     dead = study.ask()  # a worker started this trial, beat once, then died
     storage.record_heartbeat(dead._trial_id)
-    time.sleep(2.5)
+    # the survivor starts at once: when the budget looks spent it waits for the dead
+    # trial's heartbeat to go stale rather than ending the study one trial short
 
     def f(trial: optuna.Trial) -> float:
         return trial.suggest_float("x", 0, 1)
@@ -265,3 +264,36 @@ def test_a_dead_workers_trial_is_failed_and_replaced(tmp_path: Any) -> None:
 
     with pytest.raises(RuntimeError):
         tune(boom, n_trials=None, total_trials=2, storage=storage, study_name="t")
+
+
+def test_values_the_estimator_refuses_are_input_errors(cancer: tuple[Any, Any]) -> None:
+    from sklearn.tree import DecisionTreeClassifier
+
+    with pytest.raises(InputError) as err:
+        tune(DecisionTreeClassifier(), data=cancer, space={"max_depth": Dist.integer(-5, -1)})
+    assert err.value.field == "space['max_depth']" and "-5" in str(err.value)
+    with pytest.raises(InputError) as err:
+        tune(LogisticRegression(), data=cancer, space={"C": Dist.choice(1.0, "big")})
+    assert err.value.field == "space['C']" and "'big'" in str(err.value)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_cv_refits_on_every_row_and_refuses_a_fixed_split(cancer: tuple[Any, Any]) -> None:
+    X, y = cancer
+    res = tune(
+        LogisticRegression(max_iter=300),
+        data=(X, y),
+        cv=3,
+        space={"C": Dist.choice(0.5)},
+        n_trials=1,
+    )
+    from sklearn.model_selection import train_test_split
+
+    X_tr, X_va, y_tr, y_va = train_test_split(X, y, test_size=0.25, random_state=0, stratify=y)
+    full = LogisticRegression(max_iter=300, C=0.5).fit(
+        np.concatenate([X_tr, X_va]), np.concatenate([y_tr, y_va])
+    )
+    np.testing.assert_allclose(res.model.coef_, full.coef_)
+    with pytest.raises(InputError) as err:
+        tune(LogisticRegression(), data=(X[:400], y[:400], X[400:], y[400:]), cv=3, n_trials=1)
+    assert err.value.field == "data"

@@ -6,8 +6,9 @@ as the bytes of the file it would be saved as. The chosen model is the fastest c
 (p50) that keeps the metric within ``max_drop`` of the original and meets every
 constraint; candidates within ``TIE_TOLERANCE`` (10 %) of the fastest p50 count as tied
 (batch-1 timings of a few microseconds differ by more than that from run to run), and the
-smallest of them wins (then the smallest drop). When none qualifies, the original is kept and each
-candidate says why it was not chosen.
+smallest of them wins (then the smallest drop). A candidate must beat the original: one
+slower than it beyond that tolerance, or neither faster nor smaller, does not qualify. When
+none qualifies, the original is kept and each candidate says why it was not chosen.
 
 Candidates, in the order they are explored (``methods`` picks among them):
 
@@ -461,6 +462,15 @@ class _Search:
                 reasons.append(f"{c} cannot be checked ({c.name} not measured)")
             elif c.signed(float(value)) > 0:
                 reasons.append(f"{c} not met ({c.name} = {float(value):.6g})")
+        speedup, size_ratio = rec.get("speedup"), rec.get("size_ratio")
+        if speedup is not None and size_ratio is not None:
+            if speedup < 1 / (1 + TIE_TOLERANCE):
+                reasons.append(f"slower than the original ({speedup:.2f}x)")
+            elif speedup <= 1 and size_ratio <= 1:
+                reasons.append(
+                    f"neither faster ({speedup:.2f}x) nor smaller ({size_ratio:.2f}x) "
+                    "than the original"
+                )
         return "; ".join(reasons)
 
     def time_left(self) -> bool:

@@ -218,6 +218,11 @@ def sklearn_task(
     higher = SKLEARN_METRICS[metric_name][1]
     if cv is not None and (isinstance(cv, bool) or not isinstance(cv, int) or cv < 2):
         raise InputError("cv", f"must be an integer >= 2 or None, got {cv!r}", "")
+    if cv is not None and isinstance(data, tuple | list) and len(data) == 4:
+        raise InputError(
+            "data", "cv=k folds (X, y) itself", "pass data=(X, y), or drop cv= to use the split"
+        )
+    _check_values(estimator, space)
     split = _split_data(data, classifier, seed)
     X_tr, y_tr, X_va, y_va = split
     stage_param = _STAGED.get(type(estimator).__name__)
@@ -308,8 +313,12 @@ def sklearn_task(
         objective = objective_plain
 
     def fit_best(params: Mapping[str, Any]) -> Any:
+        """The recommended model, fitted on what its score came from (all rows under cv)."""
         model = build_estimator(estimator, dict(params), seed)
-        fit_quiet(model, X_tr, y_tr)
+        if cv is not None:
+            fit_quiet(model, _concat(X_tr, X_va), _concat(y_tr, y_va))
+        else:
+            fit_quiet(model, X_tr, y_tr)
         return model
 
     return SklearnTask(
@@ -322,6 +331,37 @@ def sklearn_task(
         explanation=explanation,
         max_resource=int(cv) if cv is not None else (_STAGES - 1 if staged_ok else None),
     )
+
+
+def _check_values(estimator: Any, space: Mapping[str, Dist]) -> None:
+    """Every end of each range and every choice must be a value the estimator accepts.
+
+    Raises:
+        InputError: naming ``space[name]``, the value and scikit-learn's own constraint.
+    """
+    from sklearn.base import clone
+
+    for name, dist in space.items():
+        if dist.kind == "categorical":
+            values: list[Any] = list(dist.choices)
+        else:
+            assert dist.low is not None and dist.high is not None
+            cast = int if dist.kind == "int" else float
+            values = [cast(dist.low), cast(dist.high)]
+        for value in values:
+            model = clone(estimator).set_params(**{name: value})
+            validate = getattr(model, "_validate_params", None)
+            if validate is None:  # an estimator outside scikit-learn's validation
+                return
+            try:
+                validate()
+            except (ValueError, TypeError) as exc:
+                detail = " ".join(str(exc).split())
+                raise InputError(
+                    f"space[{name!r}]",
+                    f"{value!r} is not accepted by {type(estimator).__name__}: {detail}",
+                    "give a range or choices the estimator accepts",
+                ) from None
 
 
 def _concat(a: Any, b: Any) -> Any:

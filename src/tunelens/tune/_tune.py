@@ -39,6 +39,8 @@ TORCH_MEASUREMENTS = BUILTIN_MEASUREMENTS
 #: relative tolerance of a ``priority`` given as a list: trials within 1% of the best on
 #: one objective count as tied and the next objective decides
 PRIORITY_TOLERANCE = 0.01
+#: trials run when neither n_trials, timeout nor total_trials is given
+DEFAULT_TRIALS = 20
 EPOCHS_ATTR = "tunelens.epochs"
 ITERATIONS_ATTR = "tunelens.iterations"
 ERROR_ATTR = "tunelens.error"
@@ -252,7 +254,7 @@ def _make_pruner(
             return optuna.pruners.SuccessiveHalvingPruner()
         return optuna.pruners.SuccessiveHalvingPruner(min_resource=warm, reduction_factor=3)
     if name == "median":
-        return optuna.pruners.MedianPruner(n_warmup_steps=(warm or 1) - 1)
+        return optuna.pruners.MedianPruner(n_warmup_steps=warm or 0)
     return optuna.pruners.NopPruner()
 
 
@@ -509,6 +511,13 @@ def _budget_spent(study: optuna.Study, total: int) -> bool:
     return len(states) - failed >= total or failed >= total
 
 
+_WAIT_S = 1.0
+
+
+def _others_running(study: optuna.Study) -> bool:
+    return any(t.state == optuna.trial.TrialState.RUNNING for t in study.get_trials(deepcopy=False))
+
+
 def _run(
     study: optuna.Study,
     run_one: Callable[[optuna.Trial], list[float]],
@@ -543,9 +552,20 @@ def _run(
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                     optuna.storages.fail_stale_trials(study)
-            if total_trials is not None and _budget_spent(study, total_trials):
+            spent = total_trials is not None and _budget_spent(study, total_trials)
+            running = spent and heartbeat and _others_running(study)
+            if spent and not running:
                 return
-            trial = study.ask()
+            if not spent:
+                with warnings.catch_warnings():
+                    # tunelens runs its own ask/tell loop and beats itself (below)
+                    warnings.filterwarnings("ignore", message="Heartbeat of storage")
+                    trial = study.ask()
+        if running:
+            # a running trial may belong to a dead worker: wait until it finishes or its
+            # heartbeat goes stale (then it fails and a replacement is needed)
+            time.sleep(_WAIT_S)
+            continue
         state = optuna.trial.TrialState.COMPLETE
         values: list[float] | None = None
         error: BaseException | None = None
@@ -691,7 +711,7 @@ def tune(
     direction: str | Sequence[str] | None = None,
     constraints: Sequence[Constraint] | Constraint = (),
     priority: Sequence[str] | Mapping[str, float] | None = None,
-    n_trials: int | None = 20,
+    n_trials: int | None = None,
     timeout: float | None = None,
     storage: str | optuna.storages.BaseStorage | None = None,
     study_name: str | None = None,
@@ -710,9 +730,11 @@ def tune(
 
     Entries:
 
-    * ``objective_or_model`` is a callable ``f(trial)`` and ``data`` is None: it is optimised
-      as is; it may call ``trial.report``/``trial.should_prune`` (``pruner``: ``"asha"``,
-      ``"median"``, ``"none"``) and :func:`measure` to record measurements for constraints.
+    * ``objective_or_model`` is a callable ``f(trial)`` and ``data`` is None: it is
+      **maximised** unless ``direction="minimize"`` is given (Optuna's own default is to
+      minimise: pass the direction for a loss); it may call ``trial.report`` /
+      ``trial.should_prune`` (``pruner``: ``"asha"``, ``"median"``, ``"none"``) and
+      :func:`measure` to record measurements for constraints.
       It returns a float, or one float per objective when ``metric`` names several.
     * a scikit-learn estimator with ``data=(X, y)`` (a seeded 25% holdout) or
       ``(X_train, y_train, X_val, y_val)``, or ``cv=k`` for k-fold scores: each trial fits a
@@ -742,8 +764,11 @@ def tune(
     trial. If no trial is feasible, it is the one with the least total (relative)
     violation, with ``feasible=False`` and ``blocked_by``; never an exception.
 
-    ``total_trials`` stops when the study holds that many trials in all (workers sharing a
-    study); ``trial_lock`` returns a context manager held around "count, then ask" so that
+    ``n_trials`` is the number of trials this call runs (default 20 when neither it,
+    ``timeout`` nor ``total_trials`` is given). ``total_trials`` stops when the study holds
+    that many trials that did not fail, in all (workers sharing a study; a failed trial,
+    e.g. one whose worker died, is replaced; everything failing stops at that many
+    failures); ``trial_lock`` returns a context manager held around "count, then ask" so that
     concurrent workers create exactly ``total_trials``. ``progress(event)`` is called after
     each trial with ``number, state, value, done, total, best``. ``refit=False`` skips
     training the recommended model at the end (``result.model`` is then ``None``).
@@ -757,7 +782,7 @@ def tune(
         if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
             raise InputError(name, f"must be a positive integer or None, got {v!r}", "")
     if n_trials is None and timeout is None and total_trials is None:
-        raise InputError("n_trials", "no stopping rule", "give n_trials, timeout or total_trials")
+        n_trials = DEFAULT_TRIALS
     if timeout is not None and not timeout > 0:
         raise InputError("timeout", f"must be > 0 seconds or None, got {timeout!r}", "")
     if isinstance(latency_batch, bool) or not isinstance(latency_batch, int) or latency_batch < 1:
@@ -830,14 +855,26 @@ def tune(
     multi = len(objectives) > 1
     lock = trial_lock if trial_lock is not None else _no_lock
 
-    def run_one(trial: optuna.Trial) -> list[float]:
-        t: Any = _NoReportTrial(trial) if multi else trial
-        result = objective(t)
-        meas = {
+    def measured(trial: optuna.Trial) -> dict[str, float]:
+        return {
             k[len(_MEASURE_PREFIX) :]: float(v)
             for k, v in trial.user_attrs.items()
             if k.startswith(_MEASURE_PREFIX)
         }
+
+    def run_one(trial: optuna.Trial) -> list[float]:
+        t: Any = _NoReportTrial(trial) if multi else trial
+        try:
+            result = objective(t)
+        except optuna.TrialPruned:
+            # what was measured before the pruner stopped it still tells the sampler
+            # whether this region is feasible
+            meas = measured(trial)
+            for c in cons:
+                if c.name in meas:
+                    trial.set_constraint(str(c), c.signed(meas[c.name]))
+            raise
+        meas = measured(trial)
         if user_objective and multi:
             values = [float(v) for v in result]
             if len(values) != len(objectives):

@@ -126,6 +126,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from tunelens.errors import InputError
+from tunelens.tune._compress import METHODS
 from tunelens.tune._tune import Constraint
 from tunelens.tune.spaces import Dist
 
@@ -162,13 +163,8 @@ TORCH_KINDS: tuple[str, ...] = ("mlp", "cnn", "factory")
 PRUNERS: tuple[str, ...] = ("asha", "median", "none")
 DIRECTIONS: tuple[str, ...] = ("maximize", "minimize")
 OPS: tuple[str, ...] = ("<=", ">=")
-COMPRESS_METHODS: tuple[str, ...] = (
-    "prune",
-    "unstructured",
-    "quantize_dynamic",
-    "quantize_static",
-    "distill",
-)
+#: compress()'s methods (one list: the config accepts exactly what compress() does)
+COMPRESS_METHODS: tuple[str, ...] = METHODS
 INITS: tuple[str, ...] = ("default", "kaiming", "xavier", "orthogonal")
 CLASSIFICATION_METRICS: tuple[str, ...] = ("accuracy", "f1", "log_loss")
 REGRESSION_METRICS: dict[str, tuple[str, ...]] = {

@@ -337,23 +337,39 @@ def _check_space(space: Mapping[str, Dist], info: ModelInfo, is_instance: bool) 
                 why = f"applies to {REMEDIES[name].needs} inputs only"
                 fix = "drop it from the space"
             raise InputError(where, why, fix)
-        if name == "freeze_layers":
-            assert d.high is not None and d.low is not None
-            if d.kind != "int" or d.low < 0 or d.high > info.freezable_layers:
-                raise InputError(
-                    where,
-                    f"must be an integer range within [0, {info.freezable_layers}]",
-                    f"use Dist.integer(0, {info.freezable_layers})",
-                )
+        if name == "freeze_layers" and (
+            d.kind != "int"
+            or d.low is None
+            or d.high is None
+            or d.low < 0
+            or d.high > info.freezable_layers
+        ):
+            raise InputError(
+                where,
+                f"must be an integer range within [0, {info.freezable_layers}]",
+                f"use Dist.integer(0, {info.freezable_layers})",
+            )
         if name in ("lr_schedule", "init"):
             allowed = _SCHEDULES if name == "lr_schedule" else INIT_SCHEMES
             bad = [c for c in d.choices if c not in allowed] if d.kind == "categorical" else [d]
             if bad:
                 raise InputError(where, f"unknown choices {bad}", f"use Dist.choice of {allowed}")
+        lo, hi = _LIMITS.get(name, (-math.inf, math.inf))
         if d.kind != "categorical" and d.low is not None and d.high is not None:
-            lo, hi = _LIMITS.get(name, (-math.inf, math.inf))
             if d.low < lo or d.high > hi:
                 raise InputError(where, f"range must lie within [{lo}, {hi}]", "")
+        elif d.kind == "categorical" and name not in ("lr_schedule", "init"):
+            numeric = all(
+                c is not None and not isinstance(c, bool | str) and lo <= float(c) <= hi
+                for c in d.choices
+                if not (c is None and name in _NONE_OK)
+            )
+            if not numeric:
+                raise InputError(
+                    where,
+                    f"choices {list(d.choices)} must be numbers within [{lo}, {hi}]",
+                    "give numeric choices",
+                )
         if d.kind == "categorical" and name in ("batch_size", "grad_accumulation"):  # noqa: SIM102
             if any(isinstance(c, bool) or not isinstance(c, int) or c < 1 for c in d.choices):
                 raise InputError(where, "choices must be positive integers", "")
@@ -375,6 +391,8 @@ _LIMITS: dict[str, tuple[float, float]] = {
     "depth": (1, math.inf),
     "early_stopping_patience": (1, math.inf),
 }
+#: remedies whose categorical choices may include None ("off" or the model's own value)
+_NONE_OK = frozenset({"grad_clip_norm", "early_stopping_patience", "dropout", "width", "depth"})
 
 
 def _clamp(value: Any, d: Dist) -> Any:
@@ -771,7 +789,8 @@ class TorchTask:
             if patience is not None and epoch - log.best_epoch >= int(patience):
                 log.stopped = "early_stopping"
                 break
-            if trial is not None and trial.should_prune():
+            # a trial that trained every epoch is complete: never pruned after the last one
+            if trial is not None and epoch < self.epochs and trial.should_prune():
                 log.stopped = "pruned"
                 raise optuna.TrialPruned(f"pruned at epoch {epoch} ({self.metric}={value:.6g})")
         assert best_state is not None
