@@ -19,5 +19,6 @@ from __future__ import annotations
 from tunelens.monitor._monitor import Monitor, WrappedPredict
 from tunelens.monitor._resources import ResourceSampler
 from tunelens.monitor._windows import parse_window
+from tunelens.monitor.shadow import Shadow
 
-__all__ = ["Monitor", "ResourceSampler", "WrappedPredict", "parse_window"]
+__all__ = ["Monitor", "ResourceSampler", "Shadow", "WrappedPredict", "parse_window"]
