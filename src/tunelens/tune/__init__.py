@@ -8,6 +8,9 @@ the Pareto front, by stated priority, when there are several objectives), or, wh
 feasible, the closest one with what blocked it. :func:`compress` prunes, quantises and
 distils a trained PyTorch model and keeps the fastest candidate within the accuracy bar.
 
+:func:`compare` checks a challenger against the champion on the same rows with a paired
+test and :func:`decide` applies the promotion policy (the closed loop's check).
+
 PyTorch is optional: ``compress``, ``MLP``, ``SmallCNN`` and ``torch_task`` load it only
 when first used.
 """
@@ -30,6 +33,7 @@ from tunelens.tune.spaces import Dist, default_space, sklearn_auto_space, suppor
 
 if TYPE_CHECKING:
     from tunelens.tune._compress import METHODS, CompressResult, compress, load_compressed
+    from tunelens.tune.champion import Comparison, Decision, compare, decide
     from tunelens.tune.models import MLP, SmallCNN
     from tunelens.tune.torch_train import TorchTask, torch_task
 
@@ -41,15 +45,19 @@ __all__ = [
     "REMEDIES",
     "REMEDY_NAMES",
     "SCHEMA",
+    "Comparison",
     "CompressResult",
     "Constraint",
+    "Decision",
     "Dist",
     "Remedy",
     "SmallCNN",
     "TorchTask",
     "TuneResult",
     "auto_space",
+    "compare",
     "compress",
+    "decide",
     "default_space",
     "describe",
     "load_compressed",
@@ -61,6 +69,10 @@ __all__ = [
 ]
 
 _LAZY = {
+    "compare": "tunelens.tune.champion",
+    "decide": "tunelens.tune.champion",
+    "Comparison": "tunelens.tune.champion",
+    "Decision": "tunelens.tune.champion",
     "compress": "tunelens.tune._compress",
     "CompressResult": "tunelens.tune._compress",
     "load_compressed": "tunelens.tune._compress",

@@ -514,8 +514,12 @@ def _budget_spent(study: optuna.Study, total: int) -> bool:
 _WAIT_S = 1.0
 
 
-def _others_running(study: optuna.Study) -> bool:
-    return any(t.state == optuna.trial.TrialState.RUNNING for t in study.get_trials(deepcopy=False))
+def _running(study: optuna.Study) -> frozenset[int]:
+    return frozenset(
+        t.number
+        for t in study.get_trials(deepcopy=False)
+        if t.state == optuna.trial.TrialState.RUNNING
+    )
 
 
 def _run(
@@ -539,6 +543,10 @@ def _run(
     from optuna.storages._heartbeat import get_heartbeat_thread, is_heartbeat_enabled
 
     heartbeat = is_heartbeat_enabled(study._storage)
+    grace = getattr(study._storage, "grace_period", None) or 60
+    max_wait = 3.0 * float(grace)
+    waited_on: frozenset[int] = frozenset()
+    waiting_since = time.monotonic()
     started = time.monotonic()
     done = 0
     goal = total_trials if total_trials is not None else n_trials
@@ -553,17 +561,22 @@ def _run(
                     warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                     optuna.storages.fail_stale_trials(study)
             spent = total_trials is not None and _budget_spent(study, total_trials)
-            running = spent and heartbeat and _others_running(study)
-            if spent and not running:
+            running = _running(study) if spent and heartbeat else frozenset()
+            if running != waited_on:
+                waited_on, waiting_since = running, time.monotonic()
+            if spent and (not running or time.monotonic() - waiting_since > max_wait):
                 return
             if not spent:
                 with warnings.catch_warnings():
                     # tunelens runs its own ask/tell loop and beats itself (below)
                     warnings.filterwarnings("ignore", message="Heartbeat of storage")
                     trial = study.ask()
-        if running:
+                if heartbeat:  # at once: a trial killed before its first beat never goes stale
+                    study._storage.record_heartbeat(trial._trial_id)  # type: ignore[attr-defined]
+        if spent:
             # a running trial may belong to a dead worker: wait until it finishes or its
-            # heartbeat goes stale (then it fails and a replacement is needed)
+            # heartbeat goes stale (then it fails and a replacement is needed); a trial
+            # that never beat cannot go stale, so the wait ends after max_wait unchanged
             time.sleep(_WAIT_S)
             continue
         state = optuna.trial.TrialState.COMPLETE
