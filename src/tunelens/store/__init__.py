@@ -27,6 +27,7 @@ from tunelens.store._base import (
     WindowState,
 )
 from tunelens.store.duckdb import DuckDBStore
+from tunelens.store.versions import VersionEvent, VersionInfo, VersionRegistry
 
 __all__ = [
     "FEATURE_PREFIX",
@@ -36,6 +37,9 @@ __all__ = [
     "ModelRecord",
     "Store",
     "Task",
+    "VersionEvent",
+    "VersionInfo",
+    "VersionRegistry",
     "WindowState",
     "open_store",
 ]
