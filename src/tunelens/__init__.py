@@ -19,6 +19,7 @@ __version__ = "0.1.0"
 _LAZY: dict[str, str] = {
     "Finding": "tunelens.findings",
     "InputError": "tunelens.errors",
+    "Loop": "tunelens.loop",
     "Monitor": "tunelens.monitor",
     "ModelRecord": "tunelens.store",
     "Store": "tunelens.store",
@@ -33,6 +34,7 @@ __all__ = [
     "DuckDBStore",
     "Finding",
     "InputError",
+    "Loop",
     "ModelRecord",
     "Monitor",
     "Store",
@@ -49,6 +51,7 @@ if TYPE_CHECKING:
     from tunelens.diagnose.training import watch
     from tunelens.errors import InputError
     from tunelens.findings import Finding
+    from tunelens.loop import Loop
     from tunelens.monitor import Monitor
     from tunelens.store import DuckDBStore, ModelRecord, Store, open_store
 
