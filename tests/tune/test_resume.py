@@ -47,16 +47,18 @@ def test_killed_tuning_resumes_from_the_stored_study(tmp_path: Path) -> None:
     script = tmp_path / "run.py"
     script.write_text(SCRIPT)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    # the tables and the study exist before any process polls them (creating the tables
+    # from two processes at once races in SQLite)
+    optuna.create_study(study_name="resume", storage=url, direction="maximize")
     first = subprocess.Popen([sys.executable, str(script), url, "12", "0"], env=env)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         time.sleep(0.2)
-        if Path(tmp_path / "study.db").exists():
-            try:
-                if len(_finished(url)) >= 4:
-                    break
-            except KeyError:  # the study is not created yet
-                continue
+        try:
+            if len(_finished(url)) >= 4:
+                break
+        except Exception:  # e.g. "database is locked" while the worker writes: poll again
+            continue
     first.send_signal(signal.SIGKILL)  # mid-trial, without any clean-up
     first.wait(10)
     before = {t.number: t.params for t in _finished(url)}

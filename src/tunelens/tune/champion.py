@@ -393,29 +393,17 @@ def delong_paired(pos: NDArray[np.bool_], a: FloatArray, b: FloatArray) -> tuple
 
     ``pos`` marks the positive rows; ``a`` and ``b`` are the two models' scores. Returns
     ``(z, p)``, ``z > 0`` when ``b`` has the larger AUC (challenger minus champion);
-    ``(0, 1)`` for equal AUCs with zero variance, ``(+-inf, 0)`` for different ones.
+    ``(0, 1)`` for equal AUCs with zero variance, ``(+-inf, 0)`` for different ones;
+    ``(nan, nan)`` when a class has fewer than two rows. The statistic is
+    :func:`tunelens.quality.intervals.delong_test`'s, with the sign turned.
     """
+    from tunelens.quality.intervals import delong_test
+
     m = int(pos.sum())
-    k = pos.shape[0] - m
-    if m < 2 or k < 2:
+    if m < 2 or pos.shape[0] - m < 2:
         return (math.nan, math.nan)
-    scores = np.stack([a, b])
-    x, y = scores[:, pos], scores[:, ~pos]
-    tx = stats.rankdata(x, axis=1)
-    ty = stats.rankdata(y, axis=1)
-    tz = stats.rankdata(np.concatenate([x, y], axis=1), axis=1)
-    auc = (tz[:, :m].sum(axis=1) - m * (m + 1) / 2.0) / (m * k)
-    v10 = (tz[:, :m] - tx) / k
-    v01 = 1.0 - (tz[:, m:] - ty) / m
-    cov = np.cov(v10, ddof=1) / m + np.cov(v01, ddof=1) / k
-    diff = float(auc[1] - auc[0])
-    var = float(cov[0, 0] + cov[1, 1] - 2.0 * cov[0, 1])
-    if var <= 1e-12 * max(float(cov[0, 0] + cov[1, 1]), 1e-300):
-        if diff == 0.0:
-            return (0.0, 1.0)
-        return (math.copysign(math.inf, diff), 0.0)
-    z = diff / math.sqrt(var)
-    return (z, float(2.0 * stats.norm.sf(abs(z))))
+    z, p = delong_test(pos.astype(np.int8), a, b)
+    return (-z if z != 0 else 0.0, p)
 
 
 def _auc_rows(pos: NDArray[np.bool_], s: FloatArray) -> FloatArray:
