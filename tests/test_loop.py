@@ -105,3 +105,30 @@ def test_bad_input(tmp_path: Path) -> None:
     assert err.value.field == "since"
     mon.close()
     mon.store.close()
+
+
+def test_shadow_stage_decides_on_fresh_traffic(tmp_path: Path) -> None:
+    mon, champion, reference = _serve(tmp_path, shifted=True, noise=False)
+    loop = _loop(mon, champion, reference, policy="auto", shadow_rows=300)
+    run = loop.run()
+    # significantly better offline, but not promoted before the shadow stage
+    assert run.decision["action"] == "promote" and not run.promoted
+    assert loop.registry.champion().version == "1"  # type: ignore[union-attr]
+    fresh = _frame(np.random.default_rng(7), 400, np.array([0.0, 2.0, 0.5]))
+    ids: list[str] = []
+    with loop.start_shadow(run) as shadow:
+        for start in range(0, 400, 20):
+            batch = fresh.iloc[start : start + 20]
+            answer = shadow(batch[FEATURES])
+            np.testing.assert_array_equal(answer, champion.predict(batch[FEATURES]))
+            ids += shadow.last_ids
+        with pytest.raises(InputError) as err:
+            loop.conclude(run, shadow)  # no labels yet
+        assert err.value.field == "shadow"
+        shadow.log_labels(ids, fresh["y"].to_numpy())
+        out = loop.conclude(run, shadow)
+    assert out["rows"] == 400 and out["comparison"]["significant"]
+    assert out["promoted"] and loop.registry.champion().version == run.challenger  # type: ignore[union-attr]
+    assert loop.runs()[-1]["shadow"]["decision"]["action"] == "promote"
+    mon.close()
+    mon.store.close()

@@ -17,7 +17,8 @@
    (`tunelens.store.VersionRegistry`, and the run document under
    ``put_blob(model, "loop")``).
 
-This increment covers scikit-learn estimators; shadow traffic (`tunelens.monitor.Shadow`),
+This increment covers scikit-learn estimators, with an optional shadow stage
+(`Loop.start_shadow` / `Loop.conclude`, on `tunelens.monitor.Shadow`);
 the localisation step, compression, alert triggers and the CLI are the next ones.
 """
 
@@ -34,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 from tunelens.errors import InputError
-from tunelens.monitor import Monitor
+from tunelens.monitor import Monitor, Shadow
 from tunelens.store import FEATURE_PREFIX
 from tunelens.store.versions import VersionRegistry
 
@@ -92,6 +93,9 @@ class Loop:
         n_trials: tuning trials per run.
         holdout: share of the recent labelled rows kept out of training for the check.
         min_recent: fewest recent labelled rows a run needs.
+        shadow_rows: when > 0, a challenger that passes the offline check is not promoted
+            by `run`: it must also win on fresh traffic served through `start_shadow`,
+            judged by `conclude` on at least this many labelled shadow rows.
         seed: seeds the split and the search.
 
     Raises:
@@ -112,6 +116,7 @@ class Loop:
         n_trials: int = 20,
         holdout: float = 0.3,
         min_recent: int = 200,
+        shadow_rows: int = 0,
         seed: int = 0,
     ) -> None:
         from tunelens.tune.champion import POLICIES
@@ -136,6 +141,9 @@ class Loop:
             min_recent,
             seed,
         )
+        if isinstance(shadow_rows, bool) or not isinstance(shadow_rows, int) or shadow_rows < 0:
+            raise InputError("shadow_rows", f"is {shadow_rows!r}", "give a row count >= 0")
+        self.shadow_rows = shadow_rows
         self.registry = VersionRegistry(monitor.store, monitor.model)
         if not any(v.version == champion_version for v in self.registry.versions()):
             self.registry.register(champion_version, source="import", note="serving")
@@ -239,7 +247,7 @@ class Loop:
                 "champion_holdout_" + comparison.metric: comparison.champion,
             },
         )
-        promoted = decision.action == "promote"
+        promoted = decision.action == "promote" and self.shadow_rows == 0
         if promoted:
             self.registry.promote(version, reason=decision.reason, decision=decision.to_dict())
         out = LoopRun(
@@ -259,6 +267,105 @@ class Loop:
         self._store_run(out)
         if promoted:
             self.champion, self.champion_version = challenger, version
+        return out
+
+    # ---- shadow traffic ---------------------------------------------------------------------
+
+    def start_shadow(self, run: LoopRun, *, max_pending: int = 1000) -> Shadow:
+        """Serve fresh traffic through the champion while ``run``'s challenger shadows it.
+
+        The challenger is logged as model ``"<model>@<challenger version>"`` in the same
+        store, on the same ids; log the labels with ``shadow.log_labels`` and call
+        `conclude`. Inputs are the feature rows (a DataFrame with the feature columns, or
+        an array in their order).
+        """
+        if run.model is None:
+            raise InputError("run", "holds no challenger model", "pass the LoopRun of run()")
+        challenger_model = run.model
+        features = self.features
+
+        def rows(X: Any) -> Any:
+            return X[features].to_numpy() if isinstance(X, pd.DataFrame) else np.asarray(X)
+
+        def champion_fn(X: Any) -> Any:
+            if isinstance(X, pd.DataFrame):
+                return self._champion_predict(X)
+            return self._champion_predict(pd.DataFrame(np.asarray(X), columns=features))
+
+        shadow_monitor = Monitor(
+            f"{self.monitor.model}@{run.challenger}", self.monitor.store, resources=False
+        )
+        return Shadow(
+            self.monitor,
+            shadow_monitor,
+            champion_fn,
+            lambda X: challenger_model.predict(rows(X)),
+            max_pending=max_pending,
+        )
+
+    def conclude(self, run: LoopRun, shadow: Shadow) -> dict[str, Any]:
+        """Judge the challenger on the labelled shadow traffic; promote when the policy allows.
+
+        Compares both models on the rows both logged with a label (joined by id), with the
+        same paired test and policy as the offline check (constraints as met offline),
+        records the result in the run's document and promotes when the decision says so.
+
+        Returns:
+            ``{"comparison": ..., "decision": ..., "promoted": bool}``.
+
+        Raises:
+            InputError: fewer than ``shadow_rows`` labelled shadow rows (at least 30).
+        """
+        from tunelens.tune import compare, decide
+
+        shadow.flush()
+
+        def labelled(model: str) -> pd.DataFrame:
+            frame: pd.DataFrame = (
+                self.monitor.store.scan(model, columns=["id", "prediction", "label"])
+                .to_pandas()
+                .dropna(subset=["label"])
+            )
+            return frame
+
+        both = labelled(shadow.champion.model).merge(
+            labelled(shadow.challenger.model), on="id", suffixes=("_champion", "_challenger")
+        )
+        need = max(30, self.shadow_rows)
+        if len(both) < need:
+            raise InputError(
+                "shadow",
+                f"only {len(both)} labelled rows scored by both models",
+                f"serve and label at least {need} requests before concluding",
+            )
+        comparison = compare(
+            both["label_champion"].to_numpy(),
+            both["prediction_champion"].to_numpy(),
+            both["prediction_challenger"].to_numpy(),
+            seed=self.seed,
+        )
+        decision = decide(
+            comparison, policy=self.policy, constraints_met=bool(run.tune.get("feasible"))
+        )
+        promoted = decision.action == "promote"
+        if promoted:
+            self.registry.promote(
+                run.challenger, reason=f"shadow: {decision.reason}", decision=decision.to_dict()
+            )
+            self.champion, self.champion_version = run.model, run.challenger
+        out = {
+            "rows": len(both),
+            "comparison": {**comparison.to_dict(), "summary": comparison.summary()},
+            "decision": decision.to_dict(),
+            "promoted": promoted,
+        }
+        found = self.monitor.store.get_blob(self.monitor.model, "loop")
+        if found is not None:
+            doc = json.loads(found[0])
+            for r in doc["runs"]:
+                if r["run"] == run.run:
+                    r["shadow"] = json.loads(json.dumps(out, default=str))
+            self.monitor.store.put_blob(self.monitor.model, "loop", json.dumps(doc).encode())
         return out
 
     def _store_run(self, run: LoopRun) -> None:
