@@ -68,7 +68,16 @@ def test_a_concept_shift_is_found_fixed_checked_and_promoted(tmp_path: Path) -> 
     assert reg.champion().version == run.challenger  # type: ignore[union-attr]
     assert [v.version for v in reg.lineage(run.challenger)] == [run.challenger, "1"]
     assert loop.runs()[-1]["run"] == run.run and loop.runs()[-1]["schema"] == "tunelens.loop/1"
-    assert run.plan["recent_weight"] >= 1 and run.plan["holdout_rows"] == 450
+    assert run.plan["holdout_rows"] == 450
+    assert "recent rows only" in run.plan["data_rule"] and run.plan["reference_rows"] == 0
+    # the challenger recovers at least 80% of the accuracy the shift cost, on fresh traffic
+    rng = np.random.default_rng(11)
+    before = _frame(rng, 4000, np.array([2.0, 0.0, 0.5]))
+    after = _frame(rng, 4000, np.array([0.0, 2.0, 0.5]))
+    acc_before = float((champion.predict(before[FEATURES]) == before["y"]).mean())
+    acc_drift = float((champion.predict(after[FEATURES]) == after["y"]).mean())
+    acc_new = float((run.model.predict(after[FEATURES].to_numpy()) == after["y"]).mean())
+    assert (acc_new - acc_drift) / (acc_before - acc_drift) >= 0.8
     assert "challenger" in run.summary()
     mon.close()
     mon.store.close()

@@ -4,10 +4,11 @@
 
 1. **analyses** it against the reference (`tunelens.quality.analyse`): metrics with
    intervals, drift, weak slices, ranked findings;
-2. **plans** a tuning job from them: the data (the reference and the recent labelled rows,
-   the recent ones weighted to count as much as the reference), the remedies (the
-   findings shape the space, e.g. stronger regularisation on overfitting) and the user's
-   constraints;
+2. **plans** a tuning job from them: the data (after a significant metric drop, with
+   enough recent labelled rows, those rows alone: the reference's relation no longer
+   holds; otherwise the reference and the recent rows, the recent ones weighted to count
+   as much), the remedies (the findings shape the space, e.g. stronger regularisation on
+   overfitting) and the user's constraints;
 3. **tunes** a challenger (`tunelens.tune.tune`) on that data;
 4. **checks** it against the champion on held-out recent rows neither was trained on, with
    a paired test (`tunelens.tune.compare`), and decides by the policy
@@ -42,6 +43,8 @@ from tunelens.store.versions import VersionRegistry
 __all__ = ["Loop", "LoopRun"]
 
 SCHEMA = "tunelens.loop/1"
+#: recent labelled training rows enough to learn from alone after a metric drop
+_RECENT_ONLY_ROWS = 500
 
 
 @dataclass
@@ -208,11 +211,32 @@ class Loop:
         order = rng.permutation(len(recent))
         n_hold = max(1, round(self.holdout * len(recent)))
         hold, train = cur.iloc[order[:n_hold]], cur.iloc[order[n_hold:]]
-        repeat = max(1, round(len(ref) / max(1, len(train))))
-        data = pd.concat([ref[[*self.features, self.target]]] + [train] * repeat)
+        dropped = any(f["kind"] == "metric_drop" for f in findings)
+        if dropped and len(train) >= _RECENT_ONLY_ROWS:
+            # the labels no longer follow the reference's relation: learn the recent one
+            parts, repeat = [train], 1
+            rule = (
+                f"a significant metric drop and {len(train)} recent labelled rows: the "
+                "challenger learns from the recent rows only (the reference's relation "
+                "no longer holds)"
+            )
+        else:
+            repeat = max(1, round(len(ref) / max(1, len(train))))
+            parts = [ref[[*self.features, self.target]]] + [train] * repeat
+            rule = (
+                f"the reference and the recent rows, the recent ones repeated {repeat}x to "
+                "weigh as much"
+                + (
+                    f" (fewer than {_RECENT_ONLY_ROWS} recent rows to learn from alone)"
+                    if dropped
+                    else ""
+                )
+            )
+        data = pd.concat(parts)
         X, y = data[self.features].to_numpy(), data[self.target].to_numpy()
         plan = {
-            "reference_rows": len(ref),
+            "data_rule": rule,
+            "reference_rows": len(ref) if len(parts) > 1 else 0,
             "recent_training_rows": len(train),
             "recent_weight": repeat,
             "holdout_rows": n_hold,
