@@ -138,6 +138,7 @@ def test_shadow_stage_decides_on_fresh_traffic(tmp_path: Path) -> None:
         out = loop.conclude(run, shadow)
     assert out["rows"] == 400 and out["comparison"]["significant"]
     assert out["promoted"] and loop.registry.champion().version == run.challenger  # type: ignore[union-attr]
+    assert len(loop.runs()) == 1  # the run's record gained its shadow result in place
     assert loop.runs()[-1]["shadow"]["decision"]["action"] == "promote"
     mon.close()
     mon.store.close()

@@ -288,7 +288,7 @@ class Loop:
             promoted=promoted,
             model=challenger,
         )
-        self._store_run(out)
+        self._save_run(out.to_dict())
         if promoted:
             self.champion, self.champion_version = challenger, version
         return out
@@ -383,19 +383,14 @@ class Loop:
             "decision": decision.to_dict(),
             "promoted": promoted,
         }
-        found = self.monitor.store.get_blob(self.monitor.model, "loop")
-        if found is not None:
-            doc = json.loads(found[0])
-            for r in doc["runs"]:
-                if r["run"] == run.run:
-                    r["shadow"] = json.loads(json.dumps(out, default=str))
-            self.monitor.store.put_blob(self.monitor.model, "loop", json.dumps(doc).encode())
+        self._save_run({**run.to_dict(), "shadow": json.loads(json.dumps(out, default=str))})
         return out
 
-    def _store_run(self, run: LoopRun) -> None:
-        found = self.monitor.store.get_blob(self.monitor.model, "loop")
-        runs = json.loads(found[0])["runs"] if found else []
-        runs.append(run.to_dict())
+    def _save_run(self, record: dict[str, Any]) -> None:
+        """Write a run's record into the model's loop document (replacing one of its id)."""
+        runs = self.runs()
+        at = next((i for i, r in enumerate(runs) if r["run"] == record["run"]), len(runs))
+        runs[at : at + 1] = [record]
         doc = {"schema": SCHEMA, "runs": runs}
         self.monitor.store.put_blob(self.monitor.model, "loop", json.dumps(doc).encode())
 
