@@ -140,5 +140,85 @@ def test_shadow_stage_decides_on_fresh_traffic(tmp_path: Path) -> None:
     assert out["promoted"] and loop.registry.champion().version == run.challenger  # type: ignore[union-attr]
     assert len(loop.runs()) == 1  # the run's record gained its shadow result in place
     assert loop.runs()[-1]["shadow"]["decision"]["action"] == "promote"
+    assert loop.runs()[-1]["status"] == "done" and loop.runs()[-1]["finished"]
+    mon.close()
+    mon.store.close()
+
+
+def test_manual_approval_then_rollback_swap_the_served_model(tmp_path: Path) -> None:
+    mon, champion, reference = _serve(tmp_path, shifted=True, noise=False)
+    loop = _loop(mon, champion, reference)
+    run = loop.run()
+    assert run.decision["action"] == "await_approval"
+    assert loop.approve(reason="reviewed by the on-call") == run.challenger
+    fresh = _frame(np.random.default_rng(5), 300, np.array([0.0, 2.0, 0.5]))
+    X = fresh[FEATURES].to_numpy()
+    # the champion is now the challenger's saved model, loaded back from the store
+    np.testing.assert_array_equal(loop.champion.predict(X), run.model.predict(X))
+    assert loop.runs()[-1]["promoted"] and loop.runs()[-1]["approved"] == "reviewed by the on-call"
+    # a loop opened later on the same store serves the recorded champion without being told
+    again = Loop(mon, trainer=LogisticRegression(), reference=reference, target="y")
+    assert again.champion_version == run.challenger
+    np.testing.assert_array_equal(again.champion.predict(X), run.model.predict(X))
+    assert again.rollback(reason="latency regression") == "1"
+    np.testing.assert_array_equal(
+        again.champion.predict(fresh[FEATURES]), champion.predict(fresh[FEATURES])
+    )
+    assert loop.registry.champion().version == "1"  # type: ignore[union-attr]
+    with pytest.raises(InputError) as err:
+        again.approve()  # nothing waits any more
+    assert err.value.field == "version"
+    mon.close()
+    mon.store.close()
+
+
+def test_no_champion_anywhere_is_a_clear_error(tmp_path: Path) -> None:
+    mon, _, reference = _serve(tmp_path, shifted=False, noise=False)
+    with pytest.raises(InputError) as err:
+        Loop(mon, trainer=LogisticRegression(), reference=reference, target="y")
+    assert err.value.field == "champion"
+    mon.close()
+    mon.store.close()
+
+
+def test_an_alert_starts_a_run_that_localises_the_drifted_feature(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from tunelens.store import AlertEvent
+    from tunelens.tune import Constraint
+
+    rng = np.random.default_rng(3)
+    w = np.array([2.0, 0.0, 0.5])
+    reference = _frame(rng, 2000, w)
+    champion = LogisticRegression().fit(reference[FEATURES], reference["y"])
+    recent = _frame(rng, 1200, w)
+    shifted = recent[FEATURES].copy()
+    shifted["x0"] = shifted["x0"] + 1.5  # a sensor offset: x0 drifts, the labels do not
+    mon = Monitor("m", open_store(str(tmp_path / "a.duckdb")), resources=False)
+    ids = [f"r{i}" for i in range(len(recent))]
+    stamps = pd.date_range("2026-03-02", periods=len(recent), freq="min", tz="UTC")
+    mon.log(ids, shifted, champion.predict(shifted), timestamps=stamps)
+    mon.log_labels(ids, recent["y"].to_numpy())
+    event = AlertEvent(
+        id="a-1",
+        model="m",
+        rule="accuracy-drop",
+        state="firing",
+        fired_at=datetime(2026, 3, 3, tzinfo=UTC),
+        window_start=stamps[200].to_pydatetime(),
+        evidence="accuracy 0.80 < 0.90",
+    )
+    # an impossible latency objective: the champion breaks it, localisation says so
+    loop = _loop(mon, champion, reference, constraints=[Constraint("latency_p99_ms", "<=", 1e-6)])
+    run = loop.on_alert(event)
+    assert run.trigger["kind"] == "alert" and run.trigger["alert_id"] == "a-1"
+    assert run.trigger["rule"] == "accuracy-drop" and run.since is not None
+    assert run.rows["recent"] == len(recent) - 200  # the window the alert named, on
+    where = [(f["kind"], f["where"]) for f in run.localisation]
+    assert ("data_drift", "feature x0") in where  # the model leans on x0, which drifted
+    assert all(w != ("data_drift", "feature x1") for w in where)  # x1 carries no weight
+    assert any(k == "latency_slo" for k, _ in where)
+    assert run.compress["applied"] is False and "PyTorch" in run.compress["why"]
+    assert not run.tune["feasible"] and not run.promoted
     mon.close()
     mon.store.close()

@@ -1,31 +1,37 @@
-"""The closed loop, first increment: from a monitored drop to a checked challenger.
+"""The closed loop: from a monitored drop to a checked, recorded, promotable challenger.
 
-`Loop.run` takes the monitored model's recent labelled traffic from its store and
+`Loop.run` (on demand, or `Loop.on_alert` when an alert fires) takes the monitored model's
+recent labelled traffic from its store and
 
 1. **analyses** it against the reference (`tunelens.quality.analyse`): metrics with
-   intervals, drift, weak slices, ranked findings;
-2. **plans** a tuning job from them: the data (after a significant metric drop, with
+   intervals, drift, ranked findings;
+2. **localises**: which drifted features the champion leans on (permutation importance on
+   the reference, `tunelens.diagnose.sensitivity`), and the champion's measured latency
+   against the user's latency constraints;
+3. **plans** a tuning job from them: the data (after a significant metric drop, with
    enough recent labelled rows, those rows alone: the reference's relation no longer
    holds; otherwise the reference and the recent rows, the recent ones weighted to count
-   as much), the remedies (the findings shape the space, e.g. stronger regularisation on
-   overfitting) and the user's constraints;
-3. **tunes** a challenger (`tunelens.tune.tune`) on that data;
-4. **checks** it against the champion on held-out recent rows neither was trained on, with
+   as much), the remedies (the findings shape the space) and the user's constraints;
+4. **tunes** a challenger (`tunelens.tune.tune`) in an Optuna study kept beside the store,
+   so that a run killed mid-tuning resumes from its finished trials;
+5. **checks** it against the champion on held-out recent rows neither was trained on, with
    a paired test (`tunelens.tune.compare`), and decides by the policy
    (`tunelens.tune.decide`: ``"manual"`` never promotes by itself; ``"auto"`` promotes a
-   challenger that is significantly better and meets every constraint);
-5. **records** both versions with their lineage, the run and the decision in the store
-   (`tunelens.store.VersionRegistry`, and the run document under
-   ``put_blob(model, "loop")``).
+   challenger that is significantly better and meets every constraint); with
+   ``shadow_rows`` the challenger must also win on fresh traffic (`start_shadow`,
+   `conclude`);
+6. **records** both versions with their lineage and their fitted models, the run (each
+   step as it finishes) and the decision in the store (`tunelens.store.VersionRegistry`,
+   and the run document under ``put_blob(model, "loop")``); `approve` and `rollback`
+   change the champion afterwards.
 
-This increment covers scikit-learn estimators, with an optional shadow stage
-(`Loop.start_shadow` / `Loop.conclude`, on `tunelens.monitor.Shadow`);
-the localisation step, compression, alert triggers and the CLI are the next ones.
+Trainers are scikit-learn estimators (the monitored model's features are the columns).
 """
 
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -45,23 +51,40 @@ __all__ = ["Loop", "LoopRun"]
 SCHEMA = "tunelens.loop/1"
 #: recent labelled training rows enough to learn from alone after a metric drop
 _RECENT_ONLY_ROWS = 500
+#: reference rows used to measure what the champion leans on
+_SENSITIVITY_ROWS = 2000
+#: run states; a run in one of the first three did not finish and is resumed
+STATUSES = ("analysing", "tuning", "checking", "shadow", "done")
+_UNFINISHED = STATUSES[:3]
+_LATENCY = ("latency_p50_ms", "latency_p99_ms")
 
 
 @dataclass
 class LoopRun:
-    """What one run of the loop found, planned, measured and decided."""
+    """What one run of the loop found, planned, measured and decided.
+
+    ``status`` is ``"done"``, or ``"shadow"`` while the challenger waits for its shadow
+    verdict. ``trigger`` says what started the run (an alert, or ``"manual"``).
+    """
 
     run: str
     started: str
+    finished: str | None
+    status: str
+    since: str | None
+    trigger: dict[str, Any]
     rows: dict[str, int]
     findings: list[dict[str, Any]]
+    localisation: list[dict[str, Any]]
     plan: dict[str, Any]
     tune: dict[str, Any]
+    compress: dict[str, Any]
     comparison: dict[str, Any]
     decision: dict[str, Any]
     champion: str
     challenger: str
     promoted: bool
+    seconds: float
     model: Any = field(default=None, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
@@ -70,39 +93,76 @@ class LoopRun:
         return {"schema": SCHEMA, **json.loads(json.dumps(out, default=str))}
 
     def summary(self) -> str:
-        """A few plain lines: what was found, what was tried, what was decided."""
-        lines = [f"loop run {self.run}: {self.rows['recent']} recent labelled rows"]
-        for f in self.findings[:3]:
-            lines.append(f"  finding ({f['severity']}): {f['evidence']}")
+        """A few plain lines: what started it, what was found, tried and decided."""
+        start = self.trigger.get("rule") or "on demand"
+        lines = [f"loop run {self.run} ({start}): {self.rows['recent']} recent labelled rows"]
+        for f in (self.findings[:2] + self.localisation[:2])[:4]:
+            lines.append(f"  {f['kind']} ({f['severity']}): {f['evidence']}")
+        lines.append(f"  plan: {self.plan.get('data_rule', '')}")
         lines.append(f"  challenger {self.challenger}: {self.comparison.get('summary', '')}")
         lines.append(f"  decision: {self.decision['action']} ({self.decision['reason']})")
         return "\n".join(lines)
 
 
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+def _trigger_of(event: Any) -> dict[str, Any]:
+    """The run's trigger record: an `AlertEvent`'s identity and evidence, or manual."""
+    if event is None:
+        return {"kind": "manual"}
+    if isinstance(event, dict):
+        return {"kind": "alert", **json.loads(json.dumps(event, default=str))}
+    fields = ("id", "rule", "severity", "value", "evidence", "fired_at", "window_start")
+    if not all(hasattr(event, f) for f in ("id", "rule", "fired_at")):
+        raise InputError("trigger", f"is a {type(event).__name__}", "pass an AlertEvent or None")
+    out = {f: getattr(event, f, None) for f in fields}
+    out["alert_id"] = out.pop("id")
+    return {"kind": "alert", **json.loads(json.dumps(out, default=str))}
+
+
+def _default_storage(store: Any) -> str | None:
+    """Where the loop keeps its Optuna studies: beside a DuckDB file, or in PostgreSQL."""
+    path = getattr(store, "path", None)
+    if isinstance(path, str) and path and path != ":memory:":
+        return f"sqlite:///{path}.optuna.db"
+    dsn = getattr(store, "_dsn", None)
+    return dsn if isinstance(dsn, str) and dsn else None
+
+
 class Loop:
-    """Analyse, plan, tune and check a challenger for a monitored scikit-learn model.
+    """Analyse, localise, plan, tune and check a challenger for a monitored model.
 
     Args:
         monitor: the `Monitor` of the live model (its store holds the traffic and labels;
             features must have been logged).
         trainer: an unfitted scikit-learn estimator: the challenger is tuned from it.
-        champion: the fitted model now serving.
         reference: the data the champion was trained and validated on: a DataFrame with
             the logged feature names and ``target``.
         target: the label column of ``reference``.
-        constraints: `tunelens.tune.Constraint`s every challenger must meet.
+        champion: the fitted model now serving; None loads the registry's champion (a
+            loop that ran before, or `VersionRegistry.save_model`).
+        constraints: `tunelens.tune.Constraint`s every challenger must meet; latency
+            constraints are also checked on the champion in the localisation step.
         policy: ``"manual"`` (default) or ``"auto"``.
-        champion_version: the serving version's name in the registry (default ``"1"``).
+        champion_version: the serving version's name in the registry when ``champion``
+            is given and not yet registered (default ``"1"``).
         n_trials: tuning trials per run.
         holdout: share of the recent labelled rows kept out of training for the check.
         min_recent: fewest recent labelled rows a run needs.
         shadow_rows: when > 0, a challenger that passes the offline check is not promoted
             by `run`: it must also win on fresh traffic served through `start_shadow`,
             judged by `conclude` on at least this many labelled shadow rows.
+        storage: the Optuna storage of the runs' studies (URL or storage object);
+            ``"auto"`` (default): a SQLite file beside a DuckDB store
+            (``<store>.optuna.db``), the store's own database for PostgreSQL, in memory
+            otherwise; None keeps studies in memory (a killed run then starts over).
         seed: seeds the split and the search.
 
     Raises:
-        InputError: unknown policy, a reference without ``target``, a bad share.
+        InputError: unknown policy, a reference without ``target``, a bad share, no
+            champion given or recorded.
     """
 
     def __init__(
@@ -110,9 +170,9 @@ class Loop:
         monitor: Monitor,
         *,
         trainer: Any,
-        champion: Any,
         reference: pd.DataFrame,
         target: str,
+        champion: Any = None,
         constraints: Sequence[Any] = (),
         policy: str = "manual",
         champion_version: str = "1",
@@ -120,6 +180,7 @@ class Loop:
         holdout: float = 0.3,
         min_recent: int = 200,
         shadow_rows: int = 0,
+        storage: Any = "auto",
         seed: int = 0,
     ) -> None:
         from tunelens.tune.champion import POLICIES
@@ -134,7 +195,11 @@ class Loop:
             raise InputError("holdout", f"is {holdout!r}", "give a share in [0.05, 0.9]")
         if not (hasattr(trainer, "fit") and hasattr(trainer, "predict")):
             raise InputError("trainer", "is not a scikit-learn estimator", "pass an estimator")
-        self.monitor, self.trainer, self.champion = monitor, trainer, champion
+        if isinstance(n_trials, bool) or not isinstance(n_trials, int) or n_trials < 1:
+            raise InputError("n_trials", f"is {n_trials!r}", "give a trial count >= 1")
+        if isinstance(shadow_rows, bool) or not isinstance(shadow_rows, int) or shadow_rows < 0:
+            raise InputError("shadow_rows", f"is {shadow_rows!r}", "give a row count >= 0")
+        self.monitor, self.trainer = monitor, trainer
         self.reference, self.target = reference, target
         self.features = [c for c in reference.columns if c != target]
         self.constraints, self.policy = tuple(constraints), policy
@@ -144,14 +209,31 @@ class Loop:
             min_recent,
             seed,
         )
-        if isinstance(shadow_rows, bool) or not isinstance(shadow_rows, int) or shadow_rows < 0:
-            raise InputError("shadow_rows", f"is {shadow_rows!r}", "give a row count >= 0")
         self.shadow_rows = shadow_rows
+        self.storage = _default_storage(monitor.store) if storage == "auto" else storage
         self.registry = VersionRegistry(monitor.store, monitor.model)
-        if not any(v.version == champion_version for v in self.registry.versions()):
+        known = {v.version: v for v in self.registry.versions()}
+        if champion is None:
+            current = self.registry.champion()
+            if current is None:
+                raise InputError(
+                    "champion",
+                    f"none given and none recorded for model {monitor.model!r}",
+                    "pass the serving model as champion=",
+                )
+            self.champion: Any = self.registry.load_model(current.version)
+            self.champion_version = current.version
+            return
+        if champion_version not in known:
             self.registry.register(champion_version, source="import", note="serving")
+        if known.get(champion_version) is None or known[champion_version].artifact is None:
+            self.registry.save_model(champion_version, champion)
+        current = self.registry.champion()
+        if current is None or current.version != champion_version:
             self.registry.promote(champion_version, reason="serving when the loop started")
-        self.champion_version = champion_version
+        self.champion, self.champion_version = champion, champion_version
+
+    # ---- data ---------------------------------------------------------------------------
 
     def _champion_predict(self, frame: pd.DataFrame) -> Any:
         """The champion's predictions, given a frame if it was fitted with feature names."""
@@ -176,42 +258,244 @@ class Loop:
             raise InputError(
                 "monitor", f"logged rows lack the features {missing}", "log features with each row"
             )
-        return frame
+        return frame.sort_values("id", kind="stable").reset_index(drop=True)
 
-    def run(self, since: Any = None) -> LoopRun:
+    # ---- the run ------------------------------------------------------------------------
+
+    def on_alert(self, event: Any, *, since: Any = None) -> LoopRun:
+        """Run the loop because ``event`` (an `AlertEvent`) fired.
+
+        The recent window starts at ``since``, by default the start of the window that
+        fired it (or everything when the event has none).
+        """
+        start = since if since is not None else getattr(event, "window_start", None)
+        return self.run(start, trigger=event)
+
+    def unfinished(self) -> dict[str, Any] | None:
+        """The record of a run that stopped before its check (a crash), or None."""
+        runs = self.runs()
+        return runs[-1] if runs and runs[-1].get("status") in _UNFINISHED else None
+
+    def run(self, since: Any = None, *, trigger: Any = None, resume: bool = True) -> LoopRun:
         """One pass of the loop over the labelled traffic since ``since`` (default: all).
+
+        A run that stopped before its check (the process was killed) is resumed first when
+        ``resume``: same rows, same split, the same Optuna study with its finished trials
+        kept, only the missing trials run (``since`` and ``trigger`` are the stored ones).
 
         Raises:
             InputError: fewer than ``min_recent`` labelled rows.
         """
-        from tunelens.quality import analyse
-        from tunelens.tune import compare, decide, tune
-
-        run_id = uuid.uuid4().hex[:12]
-        started = datetime.now(UTC).isoformat()
+        began = time.perf_counter()
+        pending = self.unfinished() if resume else None
+        if pending is not None:
+            record = dict(pending)
+            since = record.get("since")
+        else:
+            record = {
+                "schema": SCHEMA,
+                "run": uuid.uuid4().hex[:12],
+                "started": _now(),
+                "finished": None,
+                "status": "analysing",
+                "since": None if since is None else str(since),
+                "trigger": _trigger_of(trigger),
+            }
+        run_id = str(record["run"])
+        split = self._load_split(run_id)
         recent = self._recent(since)
+        if split is not None:
+            recent = recent[recent["id"].astype(str).isin(set(split["train"]) | set(split["hold"]))]
         if len(recent) < self.min_recent:
             raise InputError(
                 "since",
                 f"only {len(recent)} labelled rows since {since!r}",
                 f"wait for at least {self.min_recent} labels or widen the range",
             )
+        self._save_run(record)
+
         # 1. analyse
+        from tunelens.quality import analyse
+
         ref = self.reference.copy()
         ref["__prediction"] = self._champion_predict(ref)
         cur = recent[self.features].copy()
         cur[self.target] = recent["label"].to_numpy()
         cur["__prediction"] = recent["prediction"].to_numpy()
+        cur.index = recent["id"].astype(str).to_numpy()
         report = analyse(
             ref, cur, target=self.target, prediction="__prediction", estimate=False, slices=False
         )
         findings = [f.to_dict() for f in report.findings]
-        # 2. plan: hold out recent rows for the check; weight the rest against the reference
-        rng = np.random.default_rng(self.seed)
-        order = rng.permutation(len(recent))
-        n_hold = max(1, round(self.holdout * len(recent)))
-        hold, train = cur.iloc[order[:n_hold]], cur.iloc[order[n_hold:]]
+        # 2. localise
+        features = report.drift.features if report.drift is not None else {}
+        drifted = [name for name, d in features.items() if d.drifted]
+        localisation = self._localise(drifted, cur)
+        # 3. plan: the split is stored before tuning, so a resumed run tunes the same rows
+        if split is None:
+            rng = np.random.default_rng(self.seed)
+            order = rng.permutation(len(cur))
+            n_hold = max(1, round(self.holdout * len(cur)))
+            split = {
+                "hold": [str(i) for i in cur.index[order[:n_hold]]],
+                "train": [str(i) for i in cur.index[order[n_hold:]]],
+            }
+            self.monitor.store.put_blob(
+                self.monitor.model, f"loop-split@{run_id}", json.dumps(split).encode()
+            )
+        hold, train = cur.loc[split["hold"]], cur.loc[split["train"]]
         dropped = any(f["kind"] == "metric_drop" for f in findings)
+        data, plan = self._plan(ref, train, dropped, findings)
+        plan["holdout_rows"] = len(hold)
+        study = f"tunelens-loop:{self.monitor.model}:{run_id}"
+        record.update(
+            rows={"recent": len(cur), "reference": len(ref)},
+            findings=findings,
+            localisation=localisation,
+            plan=plan,
+            status="tuning",
+            tune={"study": study, "storage": _redacted(self.storage)},
+        )
+        self._save_run(record)
+        # 4. tune (in the stored study: a killed run resumes here)
+        result = self._tune(data, report.findings, study)
+        challenger = result.model
+        plan["explanation"] = result.explanation
+        trials = result.study.trials
+        record.update(
+            status="checking",
+            plan=plan,
+            tune={
+                **{k: result.to_dict()[k] for k in ("best", "feasible", "blocked_by")},
+                "study": study,
+                "storage": _redacted(self.storage),
+                "trials": len(trials),
+                "complete": sum(t.state.name == "COMPLETE" for t in trials),
+                "pruned": sum(t.state.name == "PRUNED" for t in trials),
+            },
+            compress=self._compress_note(localisation),
+        )
+        self._save_run(record)
+        # 5. check on held-out recent rows
+        from tunelens.tune import compare, decide
+
+        Xh, yh = hold[self.features].to_numpy(), hold[self.target].to_numpy()
+        comparison = compare(
+            yh, self._champion_predict(hold), challenger.predict(Xh), seed=self.seed
+        )
+        decision = decide(comparison, policy=self.policy, constraints_met=result.feasible)
+        # 6. record
+        version = f"{self.champion_version}.{run_id[:6]}"
+        if not any(v.version == version for v in self.registry.versions()):
+            self.registry.register(
+                version,
+                source="tune",
+                parent=self.champion_version,
+                run=run_id,
+                metrics={
+                    "holdout_" + comparison.metric: comparison.challenger,
+                    "champion_holdout_" + comparison.metric: comparison.champion,
+                },
+            )
+        self.registry.save_model(version, challenger)
+        promoted = decision.action == "promote" and self.shadow_rows == 0
+        if promoted:
+            self.registry.promote(version, reason=decision.reason, decision=decision.to_dict())
+        waiting = decision.action == "promote" and self.shadow_rows > 0
+        out = LoopRun(
+            run=run_id,
+            started=str(record["started"]),
+            finished=None if waiting else _now(),
+            status="shadow" if waiting else "done",
+            since=record.get("since"),
+            trigger=dict(record["trigger"]),
+            rows=dict(record["rows"]),
+            findings=findings,
+            localisation=localisation,
+            plan=plan,
+            tune=dict(record["tune"]),
+            compress=dict(record["compress"]),
+            comparison={**comparison.to_dict(), "summary": comparison.summary()},
+            decision=decision.to_dict(),
+            champion=self.champion_version,
+            challenger=version,
+            promoted=promoted,
+            seconds=float(record.get("seconds", 0.0)) + time.perf_counter() - began,
+            model=challenger,
+        )
+        self._save_run(out.to_dict())
+        if promoted:
+            self.champion, self.champion_version = challenger, version
+        return out
+
+    def _load_split(self, run_id: str) -> dict[str, list[str]] | None:
+        found = self.monitor.store.get_blob(self.monitor.model, f"loop-split@{run_id}")
+        return None if found is None else dict(json.loads(found[0]))
+
+    def _localise(self, drifted: list[str], cur: pd.DataFrame) -> list[dict[str, Any]]:
+        """Where the champion breaks: reliance on drifted features; latency vs constraints."""
+        from tunelens.diagnose.sensitivity import sensitivity
+        from tunelens.findings import Finding, rank
+
+        found: list[Finding] = []
+        if drifted:
+            ref = self.reference
+            if len(ref) > _SENSITIVITY_ROWS:
+                ref = ref.sample(_SENSITIVITY_ROWS, random_state=self.seed)
+            X: Any = ref[self.features]
+            if not hasattr(self.champion, "feature_names_in_"):
+                X = X.to_numpy()
+            found += sensitivity(
+                self.champion,
+                X,
+                ref[self.target].to_numpy(),
+                n_repeats=3,
+                seed=self.seed,
+                drifted=drifted,
+                feature_names=self.features,
+                top_rows=1,
+            ).findings
+            found = [f for f in found if f.kind == "data_drift"]
+        latency = [c for c in self.constraints if getattr(c, "name", None) in _LATENCY]
+        if latency:
+            from tunelens.tune._sklearn import latency_ms
+
+            rows = cur[self.features]
+            X_cur = rows if hasattr(self.champion, "feature_names_in_") else rows.to_numpy()
+            p50, p99 = latency_ms(self.champion.predict, X_cur, batch=1)
+            measured = {"latency_p50_ms": p50, "latency_p99_ms": p99}
+            for c in latency:
+                value = measured[c.name]
+                if c.signed(value) > 0:
+                    found.append(
+                        Finding(
+                            "latency_slo",
+                            "high",
+                            f"model {self.monitor.model} version {self.champion_version}",
+                            f"{c.name} is {value:.3f} ms at batch 1, beyond {c}",
+                            "compress (quantise, prune, distil) or tune a narrower model",
+                        )
+                    )
+        return [f.to_dict() for f in rank(found)]
+
+    def _compress_note(self, localisation: list[dict[str, Any]]) -> dict[str, Any]:
+        broken = [f for f in localisation if f["kind"] == "latency_slo"]
+        if not broken:
+            return {"applied": False, "why": "no latency or size objective is broken"}
+        return {
+            "applied": False,
+            "why": "compress() works on PyTorch modules; this scikit-learn challenger was "
+            "tuned under the latency constraints instead (each trial's latency measured)",
+        }
+
+    def _plan(
+        self,
+        ref: pd.DataFrame,
+        train: pd.DataFrame,
+        dropped: bool,
+        findings: list[dict[str, Any]],
+    ) -> tuple[pd.DataFrame, dict[str, Any]]:
+        """The tuning data and the plan's record."""
         if dropped and len(train) >= _RECENT_ONLY_ROWS:
             # the labels no longer follow the reference's relation: learn the recent one
             parts, repeat = [train], 1
@@ -232,66 +516,36 @@ class Loop:
                     else ""
                 )
             )
-        data = pd.concat(parts)
-        X, y = data[self.features].to_numpy(), data[self.target].to_numpy()
         plan = {
             "data_rule": rule,
             "reference_rows": len(ref) if len(parts) > 1 else 0,
             "recent_training_rows": len(train),
             "recent_weight": repeat,
-            "holdout_rows": n_hold,
             "remedies_from": sorted({f["kind"] for f in findings}),
             "constraints": [str(c) for c in self.constraints],
         }
-        # 3. tune
-        result = tune(
+        return pd.concat(parts), plan
+
+    def _tune(self, data: pd.DataFrame, findings: Sequence[Any], study: str) -> Any:
+        from tunelens.tune import tune
+
+        storage = self.storage
+        if isinstance(storage, str):
+            from tunelens.tune.distributed import open_storage
+
+            storage = open_storage(storage)
+        X, y = data[self.features].to_numpy(), data[self.target].to_numpy()
+        return tune(
             self.trainer,
             data=(X, y),
-            findings=report.findings,
+            findings=findings,
             constraints=self.constraints,
-            n_trials=self.n_trials,
+            n_trials=None,
+            total_trials=self.n_trials,
+            storage=storage,
+            study_name=study,
             seed=self.seed,
         )
-        challenger = result.model
-        # 4. check on held-out recent rows
-        Xh, yh = hold[self.features].to_numpy(), hold[self.target].to_numpy()
-        comparison = compare(
-            yh, self._champion_predict(hold), challenger.predict(Xh), seed=self.seed
-        )
-        decision = decide(comparison, policy=self.policy, constraints_met=result.feasible)
-        # 5. record
-        version = f"{self.champion_version}.{run_id[:6]}"
-        self.registry.register(
-            version,
-            source="tune",
-            parent=self.champion_version,
-            run=run_id,
-            metrics={
-                "holdout_" + comparison.metric: comparison.challenger,
-                "champion_holdout_" + comparison.metric: comparison.champion,
-            },
-        )
-        promoted = decision.action == "promote" and self.shadow_rows == 0
-        if promoted:
-            self.registry.promote(version, reason=decision.reason, decision=decision.to_dict())
-        out = LoopRun(
-            run=run_id,
-            started=started,
-            rows={"recent": len(recent), "reference": len(ref)},
-            findings=findings,
-            plan={**plan, "explanation": result.explanation},
-            tune={k: result.to_dict()[k] for k in ("best", "feasible", "blocked_by")},
-            comparison={**comparison.to_dict(), "summary": comparison.summary()},
-            decision=decision.to_dict(),
-            champion=self.champion_version,
-            challenger=version,
-            promoted=promoted,
-            model=challenger,
-        )
-        self._save_run(out.to_dict())
-        if promoted:
-            self.champion, self.champion_version = challenger, version
-        return out
 
     # ---- shadow traffic ---------------------------------------------------------------------
 
@@ -383,8 +637,59 @@ class Loop:
             "decision": decision.to_dict(),
             "promoted": promoted,
         }
-        self._save_run({**run.to_dict(), "shadow": json.loads(json.dumps(out, default=str))})
+        record = {**run.to_dict(), "status": "done", "finished": _now(), "promoted": promoted}
+        self._save_run({**record, "shadow": json.loads(json.dumps(out, default=str))})
+        run.status, run.finished, run.promoted = "done", record["finished"], promoted
         return out
+
+    # ---- after the run -----------------------------------------------------------------
+
+    def approve(self, version: str | None = None, *, reason: str = "approved") -> str:
+        """Promote a challenger by hand (the ``"manual"`` policy's approval).
+
+        Args:
+            version: the version to promote; default the challenger of the latest run that
+                awaits approval.
+            reason: recorded with the promotion.
+
+        Returns:
+            The promoted version.
+
+        Raises:
+            InputError: no run awaits approval, or the version has no saved model.
+        """
+        if version is None:
+            waiting = [
+                r
+                for r in self.runs()
+                if r.get("decision", {}).get("action") == "await_approval" and not r["promoted"]
+            ]
+            if not waiting:
+                raise InputError("version", "no loop run awaits approval", "name the version")
+            version = str(waiting[-1]["challenger"])
+        model = self.registry.load_model(version)
+        self.registry.promote(version, reason=reason)
+        self.champion, self.champion_version = model, version
+        for record in self.runs():
+            if record.get("challenger") == version and not record.get("promoted"):
+                self._save_run({**record, "promoted": True, "approved": reason})
+        return version
+
+    def rollback(self, *, reason: str) -> str:
+        """Serve the previous champion again (its saved model); returns its version.
+
+        Raises:
+            InputError: no earlier champion, or its model was not saved.
+        """
+        target = self.registry.history()
+        current = self.registry.champion()
+        earlier = [e.version for e in target if current is None or e.version != current.version]
+        if not earlier:
+            raise InputError("rollback", "there is no earlier champion", "promote a version first")
+        model = self.registry.load_model(earlier[-1])  # fails before anything changes
+        info = self.registry.rollback(reason=reason)
+        self.champion, self.champion_version = model, info.version
+        return info.version
 
     def _save_run(self, record: dict[str, Any]) -> None:
         """Write a run's record into the model's loop document (replacing one of its id)."""
@@ -398,3 +703,14 @@ class Loop:
         """Every recorded run of this model's loop, oldest first."""
         found = self.monitor.store.get_blob(self.monitor.model, "loop")
         return list(json.loads(found[0])["runs"]) if found else []
+
+
+def _redacted(storage: Any) -> str | None:
+    """A storage for the record: its URL without a password, or its type."""
+    if storage is None:
+        return None
+    if isinstance(storage, str):
+        from tunelens.store.postgres import _redact
+
+        return _redact(storage) if "://" in storage and "@" in storage else storage
+    return type(storage).__name__

@@ -22,6 +22,10 @@ Example:
     (['2', '1'], '2')
     >>> reg.rollback(reason="latency regression").version
     '1'
+    >>> reg.save_model("1", {"weights": [1, 2]})
+    'blob:model@1'
+    >>> reg.load_model()
+    {'weights': [1, 2]}
     >>> store.close()
 """
 
@@ -44,6 +48,8 @@ SCHEMA = "tunelens.versions/1"
 #: how a version came to be
 SOURCES: tuple[str, ...] = ("train", "tune", "compress", "import")
 _KIND = "versions"
+#: blob kind prefix of a version's pickled model
+_ARTIFACT = "model@"
 
 
 @dataclass(frozen=True)
@@ -258,3 +264,64 @@ class VersionRegistry:
             doc["events"].append(asdict(event))
             self._write(doc)
         return self.get(target)
+
+    # ---- model artifacts ------------------------------------------------------------------
+
+    def save_model(self, version: str, model: Any) -> str:
+        """Keep the fitted ``model`` of a registered ``version`` in the store (pickled).
+
+        The artifact lives beside the record (``put_blob(model_name, "model@<version>")``)
+        so that a rollback, the CLI and a restarted loop can load the model that served.
+        Loading unpickles: open only stores you trust, as with any pickled model.
+
+        Returns:
+            The artifact's reference, ``"blob:model@<version>"``, also written into the
+            version's record.
+
+        Raises:
+            InputError: unknown version, or a model that cannot be pickled.
+        """
+        import pickle
+
+        try:
+            data = pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception as exc:
+            raise InputError(
+                "model",
+                f"cannot be pickled ({type(exc).__name__}: {exc})",
+                "pass a picklable model",
+            ) from None
+        ref = f"blob:{_ARTIFACT}{version}"
+        with self._lock:
+            doc = self._read()
+            entry = next((v for v in doc["versions"] if v["version"] == version), None)
+            if entry is None:
+                names = [v["version"] for v in doc["versions"]]
+                raise InputError("version", f"{version!r} is not registered", f"use one of {names}")
+            self.store.put_blob(self.model, _ARTIFACT + version, data)
+            entry["artifact"] = ref
+            self._write(doc)
+        return ref
+
+    def load_model(self, version: str | None = None) -> Any:
+        """The model saved for ``version`` (default: the champion).
+
+        Raises:
+            InputError: no champion, an unknown version, or no artifact saved for it.
+        """
+        import pickle
+
+        if version is None:
+            current = self.champion()
+            if current is None:
+                raise InputError("version", "no champion is recorded", "promote a version first")
+            version = current.version
+        info = self.get(version)
+        found = self.store.get_blob(self.model, _ARTIFACT + version)
+        if found is None:
+            raise InputError(
+                "version",
+                f"{version!r} has no saved model (artifact {info.artifact!r})",
+                "save it with VersionRegistry.save_model",
+            )
+        return pickle.loads(found[0])
