@@ -33,7 +33,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -549,13 +549,16 @@ class Loop:
 
     # ---- shadow traffic ---------------------------------------------------------------------
 
-    def start_shadow(self, run: LoopRun, *, max_pending: int = 1000) -> Shadow:
+    def start_shadow(
+        self, run: LoopRun, *, max_pending: int = 1000, clock: Callable[[], Any] | None = None
+    ) -> Shadow:
         """Serve fresh traffic through the champion while ``run``'s challenger shadows it.
 
         The challenger is logged as model ``"<model>@<challenger version>"`` in the same
         store, on the same ids; log the labels with ``shadow.log_labels`` and call
         `conclude`. Inputs are the feature rows (a DataFrame with the feature columns, or
-        an array in their order).
+        an array in their order). ``clock`` gives the requests' timestamps (default: the
+        time of each call), for simulated or replayed traffic.
         """
         if run.model is None:
             raise InputError("run", "holds no challenger model", "pass the LoopRun of run()")
@@ -579,6 +582,7 @@ class Loop:
             champion_fn,
             lambda X: challenger_model.predict(rows(X)),
             max_pending=max_pending,
+            clock=clock,
         )
 
     def conclude(self, run: LoopRun, shadow: Shadow) -> dict[str, Any]:

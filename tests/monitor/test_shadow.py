@@ -96,3 +96,21 @@ def test_same_model_name_is_refused(store: Store) -> None:
     with pytest.raises(InputError) as err:
         Shadow(champ, Monitor("n", store, resources=False), len, len, max_pending=0)
     assert err.value.field == "max_pending"
+
+
+def test_a_clock_stamps_both_sides_of_a_request(store: Store) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    champ, chall = Monitor("m", store, resources=False), Monitor("m@2", store, resources=False)
+    now = [datetime(2026, 3, 9, 8, tzinfo=UTC)]
+    shadow = Shadow(
+        champ, chall, lambda X: [0] * len(X), lambda X: [1] * len(X), clock=lambda: now[0]
+    )
+    shadow(np.array([[1.0], [2.0]]))
+    now[0] += timedelta(hours=5)  # the simulated clock moves before the challenger logs
+    shadow(np.array([[3.0]]))
+    shadow.close()
+    for model in ("m", "m@2"):
+        stamps = sorted(store.scan(model, columns=["timestamp"]).to_pandas()["timestamp"])
+        assert [s.hour for s in stamps] == [8, 8, 13]
+        assert stamps[0].date().isoformat() == "2026-03-09"

@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import optuna
 import pytest
 from sklearn.datasets import load_breast_cancer, load_diabetes
@@ -215,3 +216,23 @@ def test_unknown_estimator_space_and_bad_objective() -> None:
         tune(42, n_trials=1)
     assert err.value.field == "objective_or_model"
     assert math.isfinite(Dist.real(1e-3, 1.0, log=True).high or 0)
+
+
+def test_a_pipeline_is_tuned_through_its_last_step() -> None:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from tunelens.tune import sklearn_auto_space
+
+    pipe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=500))
+    space, why = sklearn_auto_space(pipe)
+    assert set(space) == {"logisticregression__" + k for k in default_space(LogisticRegression())}
+    assert "last step 'logisticregression'" in why[0]
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 4)) * [1, 100, 0.01, 1]
+    y = (X[:, 0] + X[:, 1] / 100 > 0).astype(int)
+    result = tune(pipe, data=(X, y), n_trials=4, seed=0)
+    c = result.model.get_params()["logisticregression__C"]
+    assert c == result.best["params"]["logisticregression__C"]  # the sampled value reached it
+    assert result.model.steps[0][0] == "standardscaler" and result.best["value"] > 0.9

@@ -513,6 +513,7 @@ class Monitor:
         seed: int | None = 0,
         flush_s: float = 1.0,
         max_rows: int = 100_000,
+        clock: Callable[[], Any] | None = None,
     ) -> WrappedPredict:
         """A drop-in replacement of ``predict_fn`` that logs a sample of its calls.
 
@@ -538,6 +539,9 @@ class Monitor:
             flush_s: the longest a logged call waits before it is written; 0 writes
                 in the call itself.
             max_rows: pending rows that trigger a write before ``flush_s``.
+            clock: called at each logged call for its rows' timestamp (a datetime, naive =
+                UTC); default the time of the call. A simulation or a replay of past
+                traffic passes its own clock.
 
         Example:
             >>> import os, tempfile
@@ -564,7 +568,7 @@ class Monitor:
                 max_rows=max_rows,
             )
             self._writers.append(writer)
-        return WrappedPredict(self, predict_fn, sample, id_fn, proba_fn, seed, writer)
+        return WrappedPredict(self, predict_fn, sample, id_fn, proba_fn, seed, writer, clock)
 
     # ------------------------------------------------------------------ metrics
 
@@ -962,9 +966,11 @@ class WrappedPredict:
         proba_fn: Callable[..., Any] | None,
         seed: int | None,
         writer: BatchWriter | None = None,
+        clock: Callable[[], Any] | None = None,
     ) -> None:
         self.monitor = monitor
         self._writer = writer
+        self._clock = clock
         self.predict_fn = predict_fn
         self.sample = float(sample)
         self.id_fn = id_fn
@@ -1053,8 +1059,9 @@ class WrappedPredict:
         n: int,
         generated: bool,
     ) -> None:
+        stamps = None if self._clock is None else [self._clock()] * n
         table = self.monitor._prepare(
-            ids, features, predictions, scores, elapsed_ms, None, n, generated
+            ids, features, predictions, scores, elapsed_ms, stamps, n, generated
         )
         if self._writer is None:
             self.monitor.store.append_predictions(self.monitor.model, table)

@@ -56,6 +56,8 @@ class Shadow:
             `Monitor.wrap`).
         max_pending: challenger calls allowed to wait; beyond it a call is skipped for
             the challenger (counted in ``skipped``), never delayed for the caller.
+        clock: read once per request for both sides' timestamp (default: the time of
+            each side's call); a simulation or a replay passes its own.
 
     Attributes:
         requests: calls answered.
@@ -79,6 +81,7 @@ class Shadow:
         id_fn: Callable[..., Any] | None = None,
         flush_s: float = 1.0,
         max_pending: int = 1000,
+        clock: Callable[[], Any] | None = None,
     ) -> None:
         if champion.model == challenger.model:
             raise InputError(
@@ -92,14 +95,21 @@ class Shadow:
         self._id_fn = id_fn
         self._local = threading.local()
         self._challenger_ids: Sequence[str] = ()
+        self._clock = clock
+        self._challenger_stamp: Any = None
         self._champ = champion.wrap(
-            champion_fn, id_fn=self._current_ids, proba_fn=champion_proba, flush_s=flush_s
+            champion_fn,
+            id_fn=self._current_ids,
+            proba_fn=champion_proba,
+            flush_s=flush_s,
+            clock=None if clock is None else (lambda: self._local.stamp),
         )
         self._chall = challenger.wrap(
             challenger_fn,
             id_fn=lambda *a, **k: self._challenger_ids,
             proba_fn=challenger_proba,
             flush_s=flush_s,
+            clock=None if clock is None else (lambda: self._challenger_stamp),
         )
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tunelens-shadow")
         self._pending: set[Future[None]] = set()
@@ -123,6 +133,8 @@ class Shadow:
         """The champion's answer; the challenger is queued on the same inputs and ids."""
         ids = self._ids(*args, **kwargs)
         self._local.ids = ids
+        stamp = None if self._clock is None else self._clock()
+        self._local.stamp = stamp
         answer = self._champ(*args, **kwargs)
         with self._guard:
             self.requests += 1
@@ -130,13 +142,15 @@ class Shadow:
             if len(self._pending) >= self._max_pending:
                 self.skipped += 1
                 return answer
-            future = self._pool.submit(self._shadow_call, ids, args, kwargs)
+            future = self._pool.submit(self._shadow_call, ids, stamp, args, kwargs)
             self._pending.add(future)
         future.add_done_callback(self._done)
         return answer
 
-    def _shadow_call(self, ids: list[str], args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-        self._challenger_ids = ids
+    def _shadow_call(
+        self, ids: list[str], stamp: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> None:
+        self._challenger_ids, self._challenger_stamp = ids, stamp
         try:
             self._chall(*args, **kwargs)  # a raising predict logs nothing
         except Exception as exc:  # a challenger failure never reaches the caller

@@ -256,8 +256,16 @@ def sklearn_auto_space(
     An ``overfitting`` finding moves the ranges towards stronger regularisation (larger
     leaves and shallower trees for forests; a smaller step, subsampling or an L2 penalty for
     boosting; a stronger penalty for linear models). Other kinds do not apply to
-    scikit-learn estimators and are said to be ignored.
+    scikit-learn estimators and are said to be ignored. A ``Pipeline`` gets the space of
+    its last step, its names prefixed ``<step>__`` as the pipeline's parameters are.
     """
+    steps = getattr(estimator, "steps", None)
+    if isinstance(steps, list) and steps and hasattr(estimator, "_final_estimator"):
+        # a Pipeline: its last step's space, addressed through the pipeline's parameters
+        step, final = steps[-1]
+        inner, inner_why = sklearn_auto_space(final, findings)
+        why = [f"pipeline: the space of its last step {step!r}", *inner_why]
+        return {f"{step}__{k}": v for k, v in inner.items()}, why
     space = default_space(estimator)
     name = type(estimator).__name__
     why = [f"default space for {name}: {', '.join(space)}"]
