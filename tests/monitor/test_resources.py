@@ -188,6 +188,8 @@ def test_real_cuda_memory_of_this_process_is_seen() -> None:
     if nvml is None or not torch.cuda.is_available():
         pytest.skip("no CUDA device here")
     reader = GpuReader(nvml, refresh_every=1)
+    # blocks that earlier tests freed stay in torch's cache and would serve the new one
+    torch.cuda.empty_cache()
     _, before = reader.read()
     block = torch.empty(512 * 1024 * 1024, dtype=torch.uint8, device="cuda")
     torch.cuda.synchronize()

@@ -644,6 +644,7 @@ def _model_task(
     findings: Sequence[Any],
     epochs: int | None,
     latency_batch: int,
+    device: str | None = None,
 ) -> _Task:
     if hasattr(model, "fit") and hasattr(model, "predict") and not _is_torch_model(model):
         from tunelens.tune._sklearn import SKLEARN_MEASUREMENTS, sklearn_task
@@ -696,6 +697,7 @@ def _model_task(
             epochs=epochs,
             findings=tuple(findings),
             latency_batch=latency_batch,
+            device=_torch_device(device),
         )
         return _Task(
             tt.objective,
@@ -738,6 +740,7 @@ def tune(
     trial_lock: Callable[[], ContextManager[Any]] | None = None,
     progress: Callable[[dict[str, Any]], None] | None = None,
     refit: bool = True,
+    device: str | None = None,
 ) -> TuneResult:
     """Search hyper-parameters and training remedies with Optuna under measured constraints.
 
@@ -785,6 +788,8 @@ def tune(
     concurrent workers create exactly ``total_trials``. ``progress(event)`` is called after
     each trial with ``number, state, value, done, total, best``. ``refit=False`` skips
     training the recommended model at the end (``result.model`` is then ``None``).
+    ``device`` is where PyTorch entries train and are timed (``"cpu"``, ``"cuda"``,
+    ``"cuda:1"``; default ``"cuda"`` when torch sees a GPU, else ``"cpu"``).
 
     Raises:
         InputError: unknown pruner, direction, metric, priority, constraint operator or name,
@@ -840,6 +845,7 @@ def tune(
             findings=findings,
             epochs=epochs,
             latency_batch=latency_batch,
+            device=device,
         )
         objectives = [task.metric, *(names[1:] if names else [])]
         known = [*(task.measurements or ()), task.metric]
@@ -979,3 +985,17 @@ def tune(
         priority=order if multi else (),
         explanation=explanation,
     )
+
+
+def _torch_device(device: str | None) -> Any:
+    """``device`` for torch entries; None: the GPU when torch sees one, else the CPU."""
+    import torch
+
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise InputError(
+            "device", f"is {device!r} ({exc})", "use 'cpu', 'cuda' or 'cuda:N'"
+        ) from None
