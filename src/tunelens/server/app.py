@@ -13,6 +13,8 @@ Routes (DESIGN.md, "HTTP"):
   or a columnar body -> ``202 {"accepted": n, "matched": m}``; 404 for an unknown model.
 - ``GET /api/v1/models``, ``GET /api/v1/models/{model}/metrics?window=1h&since=&until=``,
   ``GET /api/v1/models/{model}/alerts``.
+- ``GET /api/v1/models/{model}/versions`` (the version registry, ``tunelens.versions/1``)
+  and ``GET /api/v1/models/{model}/loop`` (the closed loop's runs, ``tunelens.loop/1``).
 - ``GET /`` the dashboard, ``GET /metrics`` Prometheus, ``GET /healthz``, ``/docs``.
 
 Errors are ``{"error": str, "detail": ...}``: 400 for a body that cannot be read, 401
@@ -74,6 +76,7 @@ TOKEN_ENV = "TUNELENS_TOKEN"
 ARROW_TYPES = ("application/vnd.apache.arrow.stream", "application/vnd.apache.arrow.file")
 PARQUET_TYPES = ("application/vnd.apache.parquet", "application/x-parquet")
 _STATIC = Path(__file__).parent / "static"
+_LOOP_SCHEMA = "tunelens.loop/1"
 _RESERVED = {"id", "timestamp", "prediction", "score", "latency_ms", "label", "batch_size"}
 
 
@@ -818,6 +821,45 @@ def create_app(store: Store | str | os.PathLike[str], settings: Settings | None 
         limit = max(1, min(int(limit), 10_000))
         events = service.store.list_alerts(model, limit=limit)
         return {"model": model, "alerts": [_jsonable(e.__dict__) for e in events]}
+
+    # ------------------------------------------------------------ versions and the loop
+
+    @app.get(
+        "/api/v1/models/{model:path}/versions",
+        tags=["read"],
+        responses={404: {"model": ErrorBody}},
+    )
+    def get_versions(model: str, request: Request) -> dict[str, Any]:
+        """The model's versions with their lineage, promotions and rollbacks, and the
+        champion (``tunelens.versions/1``); no versions and no events when none is
+        recorded."""
+        authorise(request, write=False)
+        if service.store.get_model(model) is None:
+            raise HTTPException(404, f"model {model!r} is not in the store")
+        from tunelens.store.versions import VersionRegistry
+
+        doc: dict[str, Any] = _jsonable(VersionRegistry(service.store, model).to_dict())
+        return doc
+
+    @app.get(
+        "/api/v1/models/{model:path}/loop",
+        tags=["read"],
+        responses={404: {"model": ErrorBody}},
+    )
+    def get_loop(model: str, request: Request) -> dict[str, Any]:
+        """The closed loop's runs of the model, oldest first (``tunelens.loop/1``): the
+        trigger, findings, plan, challenger's check and decision of each; an empty list
+        when the loop never ran."""
+        authorise(request, write=False)
+        if service.store.get_model(model) is None:
+            raise HTTPException(404, f"model {model!r} is not in the store")
+        found = service.store.get_blob(model, "loop")
+        runs: list[Any] = []
+        if found is not None:
+            stored = json.loads(found[0])
+            listed = stored.get("runs") if isinstance(stored, dict) else None
+            runs = [r for r in listed or [] if isinstance(r, dict)]
+        return {"schema": _LOOP_SCHEMA, "model": model, "runs": _jsonable(runs)}
 
     # ------------------------------------------------------------ reference, drift, report
 

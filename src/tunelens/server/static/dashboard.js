@@ -10,6 +10,8 @@
   const WINDOW_SECONDS = { "5m": 300, "15m": 900, "1h": 3600, "6h": 21600, "1d": 86400 };
   const RANGE_SECONDS = { "6h": 21600, "24h": 86400, "7d": 604800, "30d": 2592000, all: null };
   const COLORS = { line: "#1f5fbf", bad: "#b42318", baseline: "#7a8699", second: "#e07b00" };
+  // The loop's markers on the quality charts: promotions, rollbacks, alerts that started runs.
+  const LOOP_COLORS = { promote: "#18794e", rollback: "#a15c07", trigger: "#6941c6" };
 
   // Quality metrics in display order. better: which direction is good. rule: how a change
   // counts as a degradation ("binomial": beyond 2 standard errors of a proportion over
@@ -360,15 +362,22 @@
 
   // Half a window of room on each side, so that the end points and the first tick label
   // stay clear of the axes.
-  function xRange(windows) {
+  // `extra`: further times (ms) to keep in view, e.g. a promotion after the last window.
+  function xRange(windows, extra) {
     if (!windows.length) return undefined;
     const half = (WINDOW_SECONDS[state.window] * 1000) / 2;
-    const first = Date.parse(windows[0].window_start) - half;
-    const last = Date.parse(windows[windows.length - 1].window_start) + half;
+    let first = Date.parse(windows[0].window_start) - half;
+    let last = Date.parse(windows[windows.length - 1].window_start) + half;
+    const times = (extra || []).filter(isNum);
+    if (times.length) {
+      const room = Math.max((last - first) * 0.03, 60000);
+      first = Math.min(first, Math.min(...times) - room);
+      last = Math.max(last, Math.max(...times) + room);
+    }
     return [plotTime(new Date(first).toISOString()), plotTime(new Date(last).toISOString())];
   }
 
-  function baseLayout(axisTitle, windows) {
+  function baseLayout(axisTitle, windows, extra) {
     return {
       height: 240,
       margin: { l: 64, r: 14, t: 10, b: 58 },
@@ -383,7 +392,7 @@
         gridcolor: "#eef1f5",
         automargin: true,
         nticks: 6,
-        range: xRange(windows),
+        range: xRange(windows, extra),
       },
       yaxis: {
         title: { text: axisTitle, font: { size: 11 }, standoff: 6 },
@@ -447,7 +456,7 @@
     return [lo, hi];
   }
 
-  function drawQuality(windows, verdicts, alerts) {
+  function drawQuality(windows, verdicts, alerts, loopMarks) {
     const container = $("quality-charts");
     const width = WINDOW_SECONDS[state.window] * 1000;
     const now = Date.now();
@@ -501,9 +510,24 @@
           line: { color: m.severity === "low" ? COLORS.second : COLORS.bad, width: 2, dash: "dot" },
         });
       }
+      for (const m of loopMarks) {
+        shapes.push({
+          type: "line", xref: "x", x0: m.x, x1: m.x, yref: "paper", y0: 0, y1: 1,
+          line: { color: m.color, width: 2, dash: m.dash },
+        });
+      }
       const unit = spec.unit ? spec.label + " (" + spec.unit + ")" : spec.label;
-      const layout = baseLayout(unit, windows);
+      const layout = baseLayout(unit, windows, loopMarks.map((m) => m.ms));
       layout.shapes = shapes;
+      // labels on the side of their line with more room, so that none is clipped
+      const times = windows.map((w) => Date.parse(w.window_start)).concat(loopMarks.map((m) => m.ms));
+      const middle = (Math.min(...times) + Math.max(...times)) / 2;
+      layout.annotations = loopMarks.map((m, i) => ({
+        x: m.x, xref: "x", xanchor: m.ms > middle ? "right" : "left",
+        y: 1 - 0.13 * (i % 3), yref: "paper", yanchor: "top",
+        text: plotlyText(m.label), hovertext: plotlyText(m.hover), showarrow: false,
+        font: { size: 10, color: m.color }, bgcolor: "rgba(255,255,255,0.85)", borderpad: 1,
+      }));
       layout.yaxis.range = yRange(y.concat([v.baseline]), spec.unit.includes("0–1"));
       Plotly.react(div, traces, layout, PLOT_CONFIG);
     }
@@ -712,6 +736,326 @@
     }
   }
 
+  // ---------------------------------------------------------------- versions and loop runs
+
+  // Plotly reads a few HTML tags and entities in annotation text: escape user data.
+  function plotlyText(text) {
+    return String(text ?? "")
+      .replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+  }
+
+  const list = (v) => (Array.isArray(v) ? v : []);
+  const obj = (v) => (v && typeof v === "object" && !Array.isArray(v) ? v : {});
+
+  // The markers drawn on the quality charts: every promotion and rollback (labelled with
+  // the version) and every alert that started a loop run, from `from` (ms) on.
+  function loopMarkers(versionDoc, runs, from) {
+    const out = [];
+    const add = (iso, kind, label, hover) => {
+      const ms = Date.parse(iso);
+      if (!Number.isFinite(ms) || ms < from) return;
+      out.push({
+        ms, x: plotTime(iso), kind, label, hover,
+        color: LOOP_COLORS[kind] || LOOP_COLORS.promote,
+        dash: kind === "trigger" ? "dashdot" : "solid",
+      });
+    };
+    for (const e of list(versionDoc.events).map(obj)) {
+      const rollback = e.action === "rollback";
+      add(
+        e.at, rollback ? "rollback" : "promote",
+        (rollback ? "↩ rolled back to " : "▲ promoted ") + (e.version ?? "?"),
+        (e.reason || "") + (e.previous ? " (was " + e.previous + ")" : ""),
+      );
+    }
+    for (const r of runs.map(obj)) {
+      const t = obj(r.trigger);
+      if (t.kind !== "alert") continue;
+      add(
+        t.fired_at || t.window_start, "trigger",
+        "⚑ " + (t.rule || "alert") + " → loop run",
+        (t.evidence || "") + (r.run ? " (run " + r.run + ")" : ""),
+      );
+    }
+    return out.sort((a, b) => a.ms - b.ms);
+  }
+
+  const ACTIONS = {
+    promote: { text: "promote", kind: "good" },
+    await_approval: { text: "await approval", kind: "warn" },
+    keep_champion: { text: "keep champion", kind: "neutral" },
+  };
+
+  function actionPill(action) {
+    const known = ACTIONS[action] || { text: String(action || "–"), kind: "neutral" };
+    return el("span", { className: "pill " + known.kind, "data-action": action || "", text: known.text });
+  }
+
+  function severityPill(severity) {
+    return pill(severity || "–", severity === "high" ? "bad" : severity === "medium" ? "warn" : "neutral");
+  }
+
+  function pValue(p) {
+    if (!isNum(p)) return "–";
+    return p < 0.001 ? "<0.001" : p.toFixed(3);
+  }
+
+  function findingList(findings, limit) {
+    const shown = list(findings).map(obj).slice(0, limit);
+    if (!shown.length) return el("span", { className: "muted", text: "none" });
+    return el(
+      "ul",
+      { className: "findings" },
+      shown.map((f) =>
+        el("li", {}, [
+          severityPill(f.severity),
+          " ",
+          el("strong", { text: f.where || f.kind || "" }),
+          ": " + (f.evidence || "") + (f.action ? " → " + f.action : ""),
+        ]),
+      ),
+    );
+  }
+
+  function triggerText(trigger) {
+    const t = obj(trigger);
+    if (t.kind !== "alert") {
+      return [el("span", { className: "trigger-text", text: t.kind === "manual" ? "manual (run on demand)" : "not recorded" })];
+    }
+    return [
+      severityPill(t.severity),
+      " ",
+      el("span", {
+        className: "trigger-text",
+        text:
+          "alert " + (t.rule || "?") + " fired " + shortTime(t.fired_at) +
+          (t.window_start ? " (window " + shortTime(t.window_start) + ")" : "") +
+          (t.evidence ? ": " + t.evidence : ""),
+      }),
+    ];
+  }
+
+  function comparisonRow(label, c, champion, challenger) {
+    const metric = c.metric || "metric";
+    return {
+      className: c.significant && isNum(c.difference) && c.difference < 0 ? "bad" : null,
+      cells: [
+        label,
+        metric,
+        fmt(c.champion) + (champion ? " (" + champion + ")" : ""),
+        fmt(c.challenger) + (challenger ? " (" + challenger + ")" : ""),
+        fmtDelta(c.difference),
+        pValue(c.p_value),
+        c.test || "–",
+        isNum(c.n) ? Math.round(c.n).toLocaleString() : "–",
+      ],
+    };
+  }
+
+  function runCard(run) {
+    const r = obj(run);
+    const comparison = obj(r.comparison);
+    const decision = obj(r.decision);
+    const shadow = r.shadow ? obj(r.shadow) : null;
+    const rows = obj(r.rows);
+    const plan = obj(r.plan);
+    const promoted = Boolean(r.promoted || (shadow && shadow.promoted));
+    const finalDecision = shadow && shadow.decision ? obj(shadow.decision) : decision;
+    const compRows = [comparisonRow("offline (held-out recent rows)", comparison, r.champion, r.challenger)];
+    if (shadow && shadow.comparison) {
+      compRows.push(comparisonRow("shadow (" + Number(shadow.rows || 0).toLocaleString() + " live rows)",
+        obj(shadow.comparison), r.champion, r.challenger));
+    }
+    const decisionBits = [
+      actionPill(decision.action), " " + (decision.reason || ""),
+    ];
+    if (shadow && shadow.decision) {
+      decisionBits.push(el("br"), "shadow: ", actionPill(finalDecision.action), " " + (finalDecision.reason || ""));
+    }
+    decisionBits.push(
+      el("br"),
+      promoted
+        ? el("span", { className: "promoted-text", text: "Promoted: " + (r.challenger || "?") + " replaced " + (r.champion || "?") + "." })
+        : el("span", { className: "promoted-text", text: "Not promoted: " + (r.champion || "the champion") + " stays." +
+            (r.status === "shadow" ? " The challenger is in shadow mode." : "") }),
+    );
+    const field = (name, content) => [el("dt", { text: name }), el("dd", {}, content)];
+    const status = r.status || (r.finished || r.decision ? "done" : "–");
+    const header = el("header", { className: "run-head" }, [
+      el("strong", { text: "Run " + (r.run || "?") }),
+      el("span", { className: "muted", text:
+        " · started " + shortTime(r.started) + (r.finished ? " · finished " + shortTime(r.finished) : "") }),
+      " ",
+      pill(status, status === "done" ? "neutral" : "warn"),
+      " ",
+      actionPill(finalDecision.action),
+      " ",
+      promoted ? pill("promoted", "good") : pill("not promoted", "neutral"),
+    ]);
+    return el(
+      "article",
+      {
+        className: "run-card" + (promoted ? " promoted" : ""),
+        "data-run": r.run || "",
+        "data-action": finalDecision.action || "",
+        "data-promoted": String(promoted),
+      },
+      [
+        header,
+        el("dl", { className: "run-fields" }, [
+          ...field("Trigger", triggerText(r.trigger)),
+          ...field("Data", [
+            Number(rows.recent || 0).toLocaleString() + " recent labelled rows, " +
+              Number(rows.reference || 0).toLocaleString() + " reference rows",
+          ]),
+          ...field("Findings", [findingList(r.findings, 3)]),
+          ...(r.localisation ? field("Localisation", [findingList(r.localisation, 3)]) : []),
+          ...field("Plan", [el("span", { className: "plan-text", text: plan.data_rule || "–" })]),
+          ...(tuneText(r.tune) ? field("Tuning", [el("span", { className: "tune-text", text: tuneText(r.tune) })]) : []),
+          ...(r.compress && (obj(r.compress).why || obj(r.compress).applied)
+            ? field("Compression", [
+              el("span", {
+                className: "compress-text",
+                text: (obj(r.compress).applied ? "applied" : "not applied") +
+                  (obj(r.compress).why ? ": " + obj(r.compress).why : ""),
+              }),
+            ])
+            : []),
+          ...field("Challenger", [
+            el("div", { className: "comparison-summary", text: comparison.summary || "–" }),
+            table(
+              [
+                { label: "Check" }, { label: "Metric" }, { label: "Champion", num: true },
+                { label: "Challenger", num: true }, { label: "Difference", num: true },
+                { label: "p-value", num: true }, { label: "Test" }, { label: "Rows", num: true },
+              ],
+              compRows,
+            ),
+          ]),
+          ...field("Decision", [el("div", { className: "decision-text" }, decisionBits)]),
+        ]),
+      ],
+    );
+  }
+
+  function tuneText(tune) {
+    const t = obj(tune);
+    const best = obj(t.best);
+    const bits = [];
+    if (isNum(t.trials)) {
+      bits.push(t.trials + " trial" + (t.trials === 1 ? "" : "s") +
+        (isNum(t.complete) && t.complete !== t.trials ? " (" + t.complete + " complete)" : ""));
+    }
+    const params = Object.entries(obj(best.params));
+    if (params.length) {
+      bits.push("best" + (isNum(best.number) ? " trial #" + best.number : "") + ": " +
+        params.map(([k, v]) => k + "=" + (isNum(v) ? Number(v.toPrecision(4)) : String(v))).join(", "));
+    }
+    if (t.feasible === false) {
+      bits.push("constraints not met" + (t.blocked_by ? " (blocked by " + JSON.stringify(t.blocked_by) + ")" : ""));
+    } else if (t.feasible === true) {
+      bits.push("constraints met");
+    }
+    return bits.join(" · ");
+  }
+
+  function metricsText(metrics) {
+    const entries = Object.entries(obj(metrics));
+    if (!entries.length) return "–";
+    return entries.map(([k, v]) => k + " " + fmt(v)).join(", ");
+  }
+
+  function renderLoop(versionDoc, runs) {
+    const versions = list(versionDoc.versions).map(obj);
+    const events = list(versionDoc.events).map(obj);
+    const section = $("loop-section");
+    section.hidden = !versions.length && !runs.length;
+    if (section.hidden) {
+      for (const id of ["loop-summary", "loop-runs", "versions", "version-events"]) $(id).replaceChildren();
+      return;
+    }
+    const champion = versionDoc.champion ?? null;
+    const newest = runs.map(obj).slice().sort((a, b) => (Date.parse(b.started) || 0) - (Date.parse(a.started) || 0));
+    const last = newest[0];
+    const summary = $("loop-summary");
+    const lastAction = last
+      ? actionPill(obj(last.shadow && last.shadow.decision ? last.shadow.decision : last.decision).action)
+      : "";
+    summary.replaceChildren(
+      "Champion: ",
+      el("strong", { id: "loop-champion", text: champion ?? "none" }),
+      " · " + versions.length + " version" + (versions.length === 1 ? "" : "s") +
+        " · " + runs.length + " loop run" + (runs.length === 1 ? "" : "s") +
+        (last ? " · last run " + shortTime(last.started) + ": " : ""),
+      lastAction,
+    );
+
+    const runsBox = $("loop-runs");
+    runsBox.replaceChildren();
+    if (!newest.length) {
+      runsBox.append(el("p", { className: "muted", text: "The loop has not run for this model." }));
+    }
+    for (const r of newest) runsBox.append(runCard(r));
+
+    // lineage: the champion and its ancestors, by parent links
+    const byName = new Map(versions.map((v) => [String(v.version), v]));
+    const chain = [];
+    for (let at = champion, seen = new Set(); at !== null && at !== undefined && byName.has(String(at)) && !seen.has(String(at)); ) {
+      seen.add(String(at));
+      chain.push(String(at));
+      at = byName.get(String(at)).parent;
+    }
+    const box = $("versions");
+    box.replaceChildren();
+    if (chain.length > 1) {
+      box.append(el("p", { className: "lineage", text: "Lineage of the champion: " + chain.join(" ← ") }));
+    }
+    const ordered = versions.slice().reverse(); // newest first
+    box.append(
+      table(
+        [
+          { label: "Version" }, { label: "Parent" }, { label: "Source" }, { label: "Created" },
+          { label: "Run" }, { label: "Metrics" }, { label: "Note" },
+        ],
+        ordered.map((v) => ({
+          className: String(v.version) === String(champion) ? "champion" : null,
+          cells: [
+            el("span", { className: "version-name" }, [
+              String(v.version ?? "?"),
+              String(v.version) === String(champion) ? " " : null,
+              String(v.version) === String(champion) ? pill("champion", "good") : null,
+            ]),
+            v.parent ?? "–",
+            v.source || "–",
+            shortTime(v.created),
+            v.run || "–",
+            metricsText(v.metrics),
+            v.note || "",
+          ],
+        })),
+      ),
+    );
+    const eventsBox = $("version-events");
+    eventsBox.replaceChildren();
+    if (events.length) {
+      eventsBox.append(el("h4", { className: "sub-heading", text: "Promotions and rollbacks" }));
+      eventsBox.append(
+        table(
+          [{ label: "When" }, { label: "Action" }, { label: "Version" }, { label: "Previous" }, { label: "Reason" }],
+          events.slice().reverse().map((e) => ({
+            cells: [
+              shortTime(e.at),
+              pill(e.action || "–", e.action === "rollback" ? "warn" : "good"),
+              e.version ?? "–",
+              e.previous ?? "–",
+              e.reason || "",
+            ],
+          })),
+        ),
+      );
+    }
+  }
+
   // ---------------------------------------------------------------- refresh
 
   function showBanner(text) {
@@ -766,11 +1110,13 @@
 
       const seconds = RANGE_SECONDS[state.range];
       const since = seconds ? new Date(Date.now() - seconds * 1000).toISOString() : null;
-      const [metrics, alerts, drift, report] = await Promise.all([
+      const [metrics, alerts, drift, report, versions, loop] = await Promise.all([
         getJSON(modelUrl(model.name, "metrics", { window: state.window, since })),
         getJSON(modelUrl(model.name, "alerts", { limit: 200 })),
         getJSON(modelUrl(model.name, "drift", { since })),
         getJSON(modelUrl(model.name, "report")),
+        getJSON(modelUrl(model.name, "versions")),
+        getJSON(modelUrl(model.name, "loop")),
       ]);
       if (seq !== state.seq) return; // a newer refresh superseded this one
       if (!metrics.ok) {
@@ -790,7 +1136,12 @@
       if (!windows.length) {
         $("headline-note").textContent = "No predictions in this time range.";
       }
-      drawQuality(windows, quality, inRange);
+      const versionDoc = versions.ok && versions.data ? versions.data : {};
+      const runs = loop.ok && loop.data && Array.isArray(loop.data.runs) ? loop.data.runs : [];
+      const marks = loopMarkers(versionDoc, runs, from);
+      $("quality-legend-loop").hidden = !marks.length;
+      drawQuality(windows, quality, inRange, marks);
+      renderLoop(versionDoc, runs);
       drawOps(windows);
       renderAlerts(allAlerts);
       renderDrift(drift);
