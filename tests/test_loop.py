@@ -222,3 +222,20 @@ def test_an_alert_starts_a_run_that_localises_the_drifted_feature(tmp_path: Path
     assert not run.tune["feasible"] and not run.promoted
     mon.close()
     mon.store.close()
+
+
+def test_a_trainer_that_never_fits_is_named(tmp_path: Path) -> None:
+    mon, champion, reference = _serve(tmp_path, shifted=True, noise=False)
+
+    class Broken(LogisticRegression):
+        def fit(self, X: Any, y: Any, sample_weight: Any = None) -> Broken:
+            raise ValueError("solver exploded")
+
+    loop = Loop(
+        mon, trainer=Broken(), champion=champion, reference=reference, target="y", n_trials=2
+    )
+    with pytest.raises(InputError) as err:
+        loop.run()
+    assert err.value.field == "trainer" and "solver exploded" in str(err.value)
+    mon.close()
+    mon.store.close()

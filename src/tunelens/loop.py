@@ -25,7 +25,11 @@ recent labelled traffic from its store and
    and the run document under ``put_blob(model, "loop")``); `approve` and `rollback`
    change the champion afterwards.
 
-Trainers are scikit-learn estimators (the monitored model's features are the columns).
+Trainers are scikit-learn estimators (pipelines included) or PyTorch modules/factories
+(trained by tunelens's loop on ``device``; served through `tunelens.tune.TorchClassifier`,
+which maps logits back to the logged labels). When the challenger still breaks a latency
+or size constraint after tuning, a PyTorch challenger is compressed
+(`tunelens.tune.compress`: quantisation, pruning, distillation) within ``max_drop``.
 """
 
 from __future__ import annotations
@@ -57,6 +61,8 @@ _SENSITIVITY_ROWS = 2000
 STATUSES = ("analysing", "tuning", "checking", "shadow", "done")
 _UNFINISHED = STATUSES[:3]
 _LATENCY = ("latency_p50_ms", "latency_p99_ms")
+#: what compress() can be asked to meet
+_COMPRESSIBLE = (*_LATENCY, "model_bytes", "flops")
 
 
 @dataclass
@@ -137,7 +143,9 @@ class Loop:
     Args:
         monitor: the `Monitor` of the live model (its store holds the traffic and labels;
             features must have been logged).
-        trainer: an unfitted scikit-learn estimator: the challenger is tuned from it.
+        trainer: an unfitted scikit-learn estimator (or pipeline), or a PyTorch
+            ``nn.Module`` (fine-tuned copies) or factory returning one: the challenger is
+            tuned from it.
         reference: the data the champion was trained and validated on: a DataFrame with
             the logged feature names and ``target``.
         target: the label column of ``reference``.
@@ -158,6 +166,13 @@ class Loop:
             ``"auto"`` (default): a SQLite file beside a DuckDB store
             (``<store>.optuna.db``), the store's own database for PostgreSQL, in memory
             otherwise; None keeps studies in memory (a killed run then starts over).
+        classes: PyTorch only: the label of each output column (default the sorted labels
+            of the reference's target, the order `tune` trains in).
+        epochs: PyTorch only: epochs per trial (default `tune`'s).
+        device: PyTorch only: where to train (default the GPU when torch sees one).
+        max_drop: the accuracy a compressed challenger may lose against the uncompressed
+            one (0.01 = one point).
+        compress_budget: seconds `compress` may explore.
         seed: seeds the split and the search.
 
     Raises:
@@ -181,6 +196,11 @@ class Loop:
         min_recent: int = 200,
         shadow_rows: int = 0,
         storage: Any = "auto",
+        classes: Sequence[Any] | None = None,
+        epochs: int | None = None,
+        device: str | None = None,
+        max_drop: float = 0.01,
+        compress_budget: float = 120.0,
         seed: int = 0,
     ) -> None:
         from tunelens.tune.champion import POLICIES
@@ -193,8 +213,13 @@ class Loop:
             )
         if not 0.05 <= holdout <= 0.9:
             raise InputError("holdout", f"is {holdout!r}", "give a share in [0.05, 0.9]")
-        if not (hasattr(trainer, "fit") and hasattr(trainer, "predict")):
-            raise InputError("trainer", "is not a scikit-learn estimator", "pass an estimator")
+        self.torch = _is_torch_trainer(trainer)
+        if not self.torch and not (hasattr(trainer, "fit") and hasattr(trainer, "predict")):
+            raise InputError(
+                "trainer",
+                f"is a {type(trainer).__name__}",
+                "pass a scikit-learn estimator, or a torch.nn.Module or a factory of one",
+            )
         if isinstance(n_trials, bool) or not isinstance(n_trials, int) or n_trials < 1:
             raise InputError("n_trials", f"is {n_trials!r}", "give a trial count >= 1")
         if isinstance(shadow_rows, bool) or not isinstance(shadow_rows, int) or shadow_rows < 0:
@@ -210,6 +235,14 @@ class Loop:
             seed,
         )
         self.shadow_rows = shadow_rows
+        self.classes = list(classes) if classes is not None else sorted(reference[target].unique())
+        self.epochs, self.device = epochs, device
+        self.max_drop, self.compress_budget = float(max_drop), float(compress_budget)
+        if self.torch:
+            from tunelens.tune.predictor import TorchClassifier
+
+            if champion is not None and not hasattr(champion, "predict"):
+                champion = TorchClassifier(champion, self.classes)
         self.storage = _default_storage(monitor.store) if storage == "auto" else storage
         self.registry = VersionRegistry(monitor.store, monitor.model)
         known = {v.version: v for v in self.registry.versions()}
@@ -248,7 +281,12 @@ class Loop:
         frame: pd.DataFrame = table.to_pandas()
         if "label" not in frame.columns:
             return frame.iloc[0:0]
-        frame = frame[frame["label"].notna()]
+        frame = _decode(
+            frame[frame["label"].notna()],
+            self.monitor.store,
+            self.monitor.model,
+            like=self.reference[self.target].unique(),
+        )
         renamed = {
             c: c[len(FEATURE_PREFIX) :] for c in frame.columns if c.startswith(FEATURE_PREFIX)
         }
@@ -359,7 +397,13 @@ class Loop:
         self._save_run(record)
         # 4. tune (in the stored study: a killed run resumes here)
         result = self._tune(data, report.findings, study)
-        challenger = result.model
+        if result.model is None:
+            errors = [t.get("error") for t in result.trials]
+            first = next((e for e in errors if e), "no trial completed")
+            raise InputError(
+                "trainer", f"no tuning trial produced a model ({first})", "check the trainer"
+            )
+        challenger, feasible, compressed = self._maybe_compress(result, data, localisation)
         plan["explanation"] = result.explanation
         trials = result.study.trials
         record.update(
@@ -373,7 +417,7 @@ class Loop:
                 "complete": sum(t.state.name == "COMPLETE" for t in trials),
                 "pruned": sum(t.state.name == "PRUNED" for t in trials),
             },
-            compress=self._compress_note(localisation),
+            compress=compressed,
         )
         self._save_run(record)
         # 5. check on held-out recent rows
@@ -383,7 +427,7 @@ class Loop:
         comparison = compare(
             yh, self._champion_predict(hold), challenger.predict(Xh), seed=self.seed
         )
-        decision = decide(comparison, policy=self.policy, constraints_met=result.feasible)
+        decision = decide(comparison, policy=self.policy, constraints_met=feasible)
         # 6. record
         version = f"{self.champion_version}.{run_id[:6]}"
         if not any(v.version == version for v in self.registry.versions()):
@@ -398,6 +442,7 @@ class Loop:
                 },
             )
         self.registry.save_model(version, challenger)
+        record["tune"]["feasible"] = feasible
         promoted = decision.action == "promote" and self.shadow_rows == 0
         if promoted:
             self.registry.promote(version, reason=decision.reason, decision=decision.to_dict())
@@ -413,7 +458,7 @@ class Loop:
             findings=findings,
             localisation=localisation,
             plan=plan,
-            tune=dict(record["tune"]),
+            tune={**record["tune"], "feasible": feasible},
             compress=dict(record["compress"]),
             comparison={**comparison.to_dict(), "summary": comparison.summary()},
             decision=decision.to_dict(),
@@ -446,7 +491,7 @@ class Loop:
             if not hasattr(self.champion, "feature_names_in_"):
                 X = X.to_numpy()
             found += sensitivity(
-                self.champion,
+                self.champion if hasattr(self.champion, "get_params") else self.champion.predict,
                 X,
                 ref[self.target].to_numpy(),
                 n_repeats=3,
@@ -478,15 +523,86 @@ class Loop:
                     )
         return [f.to_dict() for f in rank(found)]
 
-    def _compress_note(self, localisation: list[dict[str, Any]]) -> dict[str, Any]:
-        broken = [f for f in localisation if f["kind"] == "latency_slo"]
-        if not broken:
-            return {"applied": False, "why": "no latency or size objective is broken"}
-        return {
-            "applied": False,
-            "why": "compress() works on PyTorch modules; this scikit-learn challenger was "
-            "tuned under the latency constraints instead (each trial's latency measured)",
+    def _maybe_compress(
+        self, result: Any, data: pd.DataFrame, localisation: list[dict[str, Any]]
+    ) -> tuple[Any, bool, dict[str, Any]]:
+        """The challenger to check, whether it meets the constraints, and the record.
+
+        A latency or size constraint the tuned challenger still breaks (or the champion
+        broke, per the localisation) sends a PyTorch challenger through `compress`.
+        """
+        from tunelens.tune.predictor import TorchClassifier
+
+        best = result.best or {}
+        measured = best.get("measurements") or {}
+        targets = [c for c in self.constraints if getattr(c, "name", None) in _COMPRESSIBLE]
+        broken = [c for c in targets if c.name in measured and c.signed(measured[c.name]) > 0]
+        slow_champion = any(f["kind"] == "latency_slo" for f in localisation)
+        model = TorchClassifier(result.model, self.classes) if self.torch else result.model
+        if not broken and not slow_champion:
+            why = "no latency or size objective is broken"
+            return model, bool(result.feasible), {"applied": False, "why": why}
+        if not self.torch:
+            return (
+                model,
+                bool(result.feasible),
+                {
+                    "applied": False,
+                    "why": "compress() works on PyTorch modules; this scikit-learn challenger "
+                    "was tuned under the latency constraints instead (each trial's latency "
+                    "measured)",
+                },
+            )
+        from tunelens.tune import compress
+
+        X, y = self._torch_data(data)
+        out = compress(
+            result.model,
+            data=(X, y),
+            max_drop=self.max_drop,
+            constraints=targets,
+            time_budget=self.compress_budget,
+            seed=self.seed,
+        )
+        chosen = dict(out.chosen or {})
+        record = {
+            "applied": bool(out.improved),
+            "why": "; ".join(f"{c} broken by {measured.get(c.name)}" for c in broken)
+            or "the champion breaks a latency objective",
+            "chosen": chosen.get("name"),
+            "speedup": chosen.get("speedup"),
+            "size_ratio": chosen.get("size_ratio"),
+            "drop": chosen.get("drop"),
+            "latency_p99_ms": chosen.get("latency_p99_ms"),
+            "model_bytes": chosen.get("model_bytes"),
+            "feasible": chosen.get("feasible"),
+            "why_not": chosen.get("why_not"),
         }
+        if not out.improved:
+            return model, bool(result.feasible), record
+        small = TorchClassifier(
+            out.model, self.classes, artefact=out.artefact, suffix=out.artefact_suffix
+        )
+        metric_ok = all(
+            c.signed(measured[c.name]) <= 0
+            for c in self.constraints
+            if c not in targets and c.name in measured
+        )
+        return small, bool(chosen.get("feasible")) and metric_ok, record
+
+    def _torch_data(self, data: pd.DataFrame) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+        """Feature rows as float32 and labels as indices into ``classes``."""
+        index = {str(c): i for i, c in enumerate(self.classes)}
+        labels = [str(v) for v in data[self.target]]
+        unknown = sorted({v for v in labels if v not in index})
+        if unknown:
+            raise InputError(
+                "classes",
+                f"lacks the labels {unknown[:5]} seen in the data",
+                "pass classes= with every label the model predicts",
+            )
+        X = data[self.features].to_numpy(dtype=np.float32)
+        return X, np.asarray([index[v] for v in labels], dtype=np.int64)
 
     def _plan(
         self,
@@ -534,7 +650,12 @@ class Loop:
             from tunelens.tune.distributed import open_storage
 
             storage = open_storage(storage)
-        X, y = data[self.features].to_numpy(), data[self.target].to_numpy()
+        if self.torch:
+            X, y = self._torch_data(data)
+            extra: dict[str, Any] = {"epochs": self.epochs, "device": self.device}
+        else:
+            X, y = data[self.features].to_numpy(), data[self.target].to_numpy()
+            extra = {}
         return tune(
             self.trainer,
             data=(X, y),
@@ -545,6 +666,7 @@ class Loop:
             storage=storage,
             study_name=study,
             seed=self.seed,
+            **extra,
         )
 
     # ---- shadow traffic ---------------------------------------------------------------------
@@ -608,7 +730,9 @@ class Loop:
                 .to_pandas()
                 .dropna(subset=["label"])
             )
-            return frame
+            return _decode(
+                frame, self.monitor.store, model, like=self.reference[self.target].unique()
+            )
 
         both = labelled(shadow.champion.model).merge(
             labelled(shadow.challenger.model), on="id", suffixes=("_champion", "_challenger")
@@ -718,3 +842,38 @@ def _redacted(storage: Any) -> str | None:
 
         return _redact(storage) if "://" in storage and "@" in storage else storage
     return type(storage).__name__
+
+
+def _is_torch_trainer(trainer: Any) -> bool:
+    """A torch module, or a factory of one (a callable that is no estimator)."""
+    import sys
+
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(trainer, torch.nn.Module):
+        return True
+    if isinstance(trainer, type):
+        return torch is not None and issubclass(trainer, torch.nn.Module)
+    return callable(trainer) and not hasattr(trainer, "fit")
+
+
+def _decode(frame: pd.DataFrame, store: Any, model: str, *, like: Any = ()) -> pd.DataFrame:
+    """Class indices (as the store keeps classification rows) back to the logged labels.
+
+    The store names classes as text; a label that reads like one of ``like`` (the
+    reference's labels, e.g. the integer 1 for "1") takes that value and type.
+    """
+    record = store.get_model(model)
+    classes = list(getattr(record, "classes", None) or ())
+    if not classes or getattr(record, "task", None) == "regression":
+        return frame
+    typed = {str(v): v for v in like}
+    lookup = np.asarray([typed.get(str(c), c) for c in classes], dtype=object)
+    out = frame.copy()
+    for column in ("prediction", "label"):
+        if column in out.columns:
+            codes = out[column].to_numpy()
+            known = pd.notna(codes)
+            values = np.full(len(codes), None, dtype=object)
+            values[known] = lookup[codes[known].astype(np.int64)]
+            out[column] = pd.Series(values, index=out.index).infer_objects()
+    return out

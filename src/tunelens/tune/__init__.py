@@ -52,6 +52,7 @@ __all__ = [
     "Dist",
     "Remedy",
     "SmallCNN",
+    "TorchClassifier",
     "TorchTask",
     "TuneResult",
     "auto_space",
@@ -79,6 +80,7 @@ _LAZY = {
     "METHODS": "tunelens.tune._compress",
     "MLP": "tunelens.tune.models",
     "SmallCNN": "tunelens.tune.models",
+    "TorchClassifier": "tunelens.tune.predictor",
     "torch_task": "tunelens.tune.torch_train",
     "TorchTask": "tunelens.tune.torch_train",
 }
