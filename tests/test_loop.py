@@ -210,7 +210,12 @@ def test_an_alert_starts_a_run_that_localises_the_drifted_feature(tmp_path: Path
     )
     # an impossible latency objective: the champion breaks it, localisation says so
     loop = _loop(mon, champion, reference, constraints=[Constraint("latency_p99_ms", "<=", 1e-6)])
-    run = loop.on_alert(event)
+    assert loop.pending_alert() is None  # not stored yet
+    mon.store.put_alert(event)
+    assert loop.pending_alert(rules=["latency"]) is None
+    assert loop.pending_alert().id == "a-1"
+    run = loop.on_alert(loop.pending_alert())
+    assert loop.pending_alert() is None  # handled: a second call starts nothing
     assert run.trigger["kind"] == "alert" and run.trigger["alert_id"] == "a-1"
     assert run.trigger["rule"] == "accuracy-drop" and run.since is not None
     assert run.rows["recent"] == len(recent) - 200  # the window the alert named, on

@@ -309,6 +309,23 @@ class Loop:
         start = since if since is not None else getattr(event, "window_start", None)
         return self.run(start, trigger=event)
 
+    def pending_alert(self, rules: Sequence[str] | None = None) -> Any:
+        """The newest firing alert of the model that no run has handled yet, or None.
+
+        Args:
+            rules: only alerts of these rule names (default: any rule).
+
+        A scheduler calls this and `on_alert` in turn (``tunelens loop --on-alert`` does):
+        each firing starts one run, however often it is asked.
+        """
+        handled = {r.get("trigger", {}).get("alert_id") for r in self.runs()}
+        firing = [
+            e
+            for e in self.monitor.store.list_alerts(self.monitor.model, state="firing")
+            if e.id not in handled and (rules is None or e.rule in rules)
+        ]
+        return max(firing, key=lambda e: e.fired_at) if firing else None
+
     def unfinished(self) -> dict[str, Any] | None:
         """The record of a run that stopped before its check (a crash), or None."""
         runs = self.runs()
