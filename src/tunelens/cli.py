@@ -1538,6 +1538,479 @@ def demo_command(
     run_demo(out, console=stdout_console())
 
 
+# --------------------------------------------------------------------------- loop
+
+
+@app.command("loop")
+def loop_command(
+    store: Annotated[str, typer.Option("--store", help="Store file (DuckDB) or URL.")],
+    model: Annotated[str, typer.Option("--model", help="Model name.")],
+    version: Annotated[
+        str | None,
+        typer.Argument(
+            help="With --approve: the version to promote (default: the challenger of the "
+            "latest run awaiting approval).",
+            metavar="VERSION",
+            show_default=False,
+        ),
+    ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config", help="The loop's TOML config (keys in docs/cli.md); not needed by --status."
+        ),
+    ] = None,
+    since: Annotated[
+        str | None,
+        typer.Option("--since", help="ISO-8601 start of the traffic used (default: the config's)."),
+    ] = None,
+    on_alert: Annotated[
+        bool,
+        typer.Option("--on-alert", help="Run only when the model has a firing alert (the newest)."),
+    ] = False,
+    approve: Annotated[
+        bool,
+        typer.Option("--approve", help="Promote VERSION, or the challenger awaiting approval."),
+    ] = False,
+    rollback: Annotated[
+        bool, typer.Option("--rollback", help="Serve the previous champion again.")
+    ] = False,
+    reason: Annotated[
+        str | None,
+        typer.Option("--reason", help="Why (recorded with --approve or --rollback)."),
+    ] = None,
+    status: Annotated[
+        bool, typer.Option("--status", help="Print the versions and runs; run nothing.")
+    ] = False,
+    json_path: Annotated[
+        str | None, typer.Option("--json", help="Write the result JSON here ('-': stdout).")
+    ] = None,
+) -> None:
+    """Close the loop: analyse the labelled traffic, tune a challenger, check it, decide.
+
+    Resumes a stopped run first. --approve, --rollback, --status act on the records.
+    """
+    actions = [
+        flag
+        for flag, on in (
+            ("--on-alert", on_alert),
+            ("--approve", approve),
+            ("--rollback", rollback),
+            ("--status", status),
+        )
+        if on
+    ]
+    if len(actions) > 1:
+        raise InputError(" ".join(actions), "are separate actions", "give one at a time")
+    if version is not None and not approve:
+        raise InputError(
+            f"VERSION {version}", "is only read with --approve", "write --approve VERSION"
+        )
+    if reason is not None and not (approve or rollback):
+        raise InputError("--reason", "is only recorded with --approve or --rollback", "drop it")
+    if since is not None and (approve or rollback or status):
+        raise InputError("--since", f"is not used with {actions[0]}", "drop it")
+    start = _parse_when(since, "--since")
+    cfg = None
+    if config is not None:
+        from tunelens.loop_config import load_loop_config
+
+        cfg = load_loop_config(config)  # the whole file is checked before the store opens
+    elif not status:
+        raise InputError("--config", "missing", "give the loop's TOML config (see docs/cli.md)")
+    console = _loop_console(to_stderr=json_path == "-")
+    st = _open_store(store, must_exist=True)
+    try:
+        _require_model(st, model)
+        if status:
+            doc = _loop_status(st, model)
+            _print_loop_status(console, doc)
+            _write_loop_json(doc, json_path, console)
+            return
+        assert cfg is not None
+        event = None
+        if on_alert:
+            firing = st.list_alerts(model, state="firing")
+            if not firing:
+                console.print(f"no alert fires for model {model}: nothing to run", markup=False)
+                return
+            event = firing[0]
+        from tunelens.monitor import Monitor
+
+        monitor = Monitor(model, store=st, resources=False)
+        try:
+            loop = _build_loop(cfg, monitor, console)
+            if approve or rollback:
+                before = loop.champion_version
+                if approve:
+                    why = reason or "approved from the command line"
+                    now = loop.approve(version, reason=why)
+                else:
+                    why = reason or "rolled back from the command line"
+                    now = loop.rollback(reason=why)
+                action = "approve" if approve else "rollback"
+                verb = "promoted" if approve else "rolled back to"
+                console.print(
+                    f"{verb} version {now}: champion of {model} is now {now} (was {before})",
+                    markup=False,
+                )
+                doc = {"action": action, "version": now, "previous": before, "reason": why}
+                _write_loop_json(doc, json_path, console)
+                return
+            result = _run_loop(loop, cfg, console, event, start)
+        finally:
+            monitor.close()
+    finally:
+        st.close()
+    _write_loop_json(result.to_dict(), json_path, console)
+
+
+def _loop_console(*, to_stderr: bool) -> Console:
+    """stdout's console, or stderr's (when JSON goes to stdout), wide when not a terminal."""
+    if not to_stderr:
+        return stdout_console()
+    from rich.console import Console
+
+    console = Console(stderr=True, highlight=False, soft_wrap=False)
+    if not console.is_terminal:
+        console = Console(stderr=True, highlight=False, soft_wrap=False, width=200)
+    return console
+
+
+def _build_loop(cfg: Any, monitor: Monitor, console: Console) -> Any:
+    """A `Loop` from the config; the champion is the store's, else the config's file."""
+    from tunelens.loop import Loop
+    from tunelens.store.versions import VersionRegistry
+
+    kwargs = cfg.loop_kwargs()
+    champion = None
+    if VersionRegistry(monitor.store, monitor.model).champion() is None:
+        champion = cfg.load_champion()
+        if champion is None:
+            raise InputError(
+                "loop.champion",
+                f"no champion is recorded for model {monitor.model!r} and the config names none",
+                'add champion = "model.pkl" (the serving model, pickled) under [loop]',
+            )
+    loop = Loop(monitor, champion=champion, **kwargs)
+    if champion is not None:
+        console.print(
+            f"registered {cfg.champion.name} as version {loop.champion_version}, the champion",
+            markup=False,
+        )
+    return loop
+
+
+def _run_loop(loop: Any, cfg: Any, console: Console, event: Any, start: datetime | None) -> Any:
+    """Run (or resume) the loop, printing each step's outcome as it is recorded."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # the steps say what matters
+    pending = loop.unfinished()
+    if pending is not None:
+        console.print(
+            f"resuming run {pending['run']} (stopped while {pending.get('status', '?')}, "
+            f"started {pending.get('started', '?')}): its rows, split, trigger and finished "
+            "trials are kept",
+            markup=False,
+        )
+    elif event is not None:
+        console.print(
+            f"alert {event.rule} ({event.severity}) fired at {event.fired_at.isoformat()}: "
+            f"{event.evidence}",
+            markup=False,
+        )
+    known = {str(r.get("run")) for r in loop.runs()} - (
+        set() if pending is None else {str(pending["run"])}
+    )
+    with _LoopWatch(loop, known, console) as watch:
+        if event is not None:
+            result = loop.on_alert(event, since=start)
+        else:
+            result = loop.run(start if start is not None else cfg.since)
+    record = result.to_dict()
+    watch.show(record)  # the steps the watcher had not seen yet
+    console.print(_loop_outcome(record, loop.monitor.model), markup=False)
+    return result
+
+
+def _loop_outcome(record: dict[str, Any], model: str) -> str:
+    """One line: what the run did to the champion and what to do next."""
+    champion, challenger = record.get("champion"), record.get("challenger")
+    action = (record.get("decision") or {}).get("action")
+    took = f" ({float(record.get('seconds') or 0.0):.1f} s)"
+    if record.get("promoted"):
+        return f"promoted: version {challenger} now serves {model} (was {champion}){took}"
+    if record.get("status") == "shadow":
+        return (
+            f"challenger {challenger} passed the offline check; it must also win on shadow "
+            f"traffic (Loop.start_shadow, Loop.conclude) before it is promoted{took}"
+        )
+    if action == "await_approval":
+        return (
+            f"challenger {challenger} awaits approval: rerun with --approve {challenger} "
+            f"(champion {champion} keeps serving){took}"
+        )
+    return f"champion {champion} keeps serving {model}{took}"
+
+
+class _LoopWatch:
+    """Polls the store's run record while the loop runs and prints each finished step.
+
+    The loop records a run after each step (``status`` analysing -> tuning -> checking ->
+    done); the watcher prints the findings, localisation and plan once tuning starts, the
+    tuning result once checking starts. A spinner on stderr (terminals only) shows the step.
+    """
+
+    POLL_S = 0.5
+
+    def __init__(self, loop: Any, known: set[str], console: Console) -> None:
+        import threading
+
+        self.loop, self.known, self.console = loop, known, console
+        self.printed: set[str] = set()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="tunelens-loop-watch", daemon=True)
+        self._status: Any = None
+
+    def __enter__(self) -> _LoopWatch:
+        from rich.status import Status
+
+        err = _stderr()
+        if err.is_terminal:
+            self._status = Status("analysing the recent traffic", console=err)
+            self._status.start()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        if self._status is not None:
+            self._status.stop()
+
+    def _watch(self) -> None:
+        while not self._stop.wait(self.POLL_S):
+            try:
+                runs = self.loop.runs()
+            except Exception:  # a read racing the loop's write: try again
+                continue
+            mine = [r for r in runs if str(r.get("run")) not in self.known]
+            if mine:
+                self.show(mine[-1])
+
+    def show(self, record: dict[str, Any]) -> None:
+        """Print the sections of ``record`` that are complete and not printed yet."""
+        state = record.get("status")
+        if self._status is not None and state:
+            self._status.update(f"{state} ({record.get('run')})")
+        for section in _LOOP_SECTIONS:
+            if section in self.printed or not _section_ready(record, section):
+                continue
+            self.printed.add(section)
+            _print_loop_section(self.console, record, section)
+
+
+#: the run's steps in the order they finish
+_LOOP_SECTIONS = ("header", "findings", "localisation", "plan", "tune", "comparison", "decision")
+
+
+def _section_ready(record: dict[str, Any], section: str) -> bool:
+    state = record.get("status")
+    if section == "header":
+        return "rows" in record
+    if section in ("findings", "localisation", "plan"):
+        return state != "analysing" and section in record
+    if section == "tune":
+        return state not in ("analysing", "tuning") and "feasible" in (record.get("tune") or {})
+    return section in record and state in ("shadow", "done")
+
+
+def _print_loop_section(console: Console, record: dict[str, Any], section: str) -> None:
+    from rich.markup import escape
+
+    value = record.get(section)
+    if section == "header":
+        trigger = record.get("trigger") or {}
+        rows = record.get("rows") or {}
+        start = f"alert {trigger['rule']}" if trigger.get("rule") else "on demand"
+        console.print(
+            f"[bold]loop run {escape(str(record.get('run')))}[/] ({escape(start)}): "
+            f"{rows.get('recent', '?')} recent labelled rows, "
+            f"{rows.get('reference', '?')} reference rows"
+        )
+    elif section in ("findings", "localisation"):
+        items = list(value or [])
+        title = "findings" if section == "findings" else "where the model breaks"
+        if not items:
+            none = "nothing significant" if section == "findings" else "no feature or latency"
+            console.print(f"[bold]{title}[/]: {none}")
+            return
+        console.print(f"[bold]{title}[/]:")
+        for f in items[:6]:
+            console.print(
+                f"  [{_SEVERITY_STYLE.get(str(f.get('severity')), 'default')}]"
+                f"{escape(str(f.get('severity')))}[/] {escape(str(f.get('kind')))} "
+                f"({escape(str(f.get('where')))}): {escape(str(f.get('evidence')))}"
+            )
+        if len(items) > 6:
+            console.print(f"  ... and {len(items) - 6} more")
+    elif section == "plan":
+        plan = dict(value or {})
+        console.print(f"[bold]plan[/]: {escape(str(plan.get('data_rule', '')))}")
+        if plan.get("remedies_from"):
+            console.print(f"  remedies from: {escape(', '.join(map(str, plan['remedies_from'])))}")
+        if plan.get("constraints"):
+            console.print(f"  constraints: {escape(', '.join(map(str, plan['constraints'])))}")
+    elif section == "tune":
+        tune = dict(value or {})
+        best = tune.get("best") or {}
+        trials = tune.get("trials")
+        done = f"{trials} trials" if trials is not None else "tuned"
+        if tune.get("complete") is not None:
+            done += f" ({tune['complete']} complete)"
+        score = best.get("value") if isinstance(best, dict) else None
+        line = f"[bold]tune[/]: {done}"
+        if score is not None:
+            line += f", best validation value {float(score):.4g}"
+        line += ", meets every constraint" if tune.get("feasible") else ", NOT feasible"
+        console.print(line)
+        for v in tune.get("blocked_by") or []:
+            console.print(f"  blocked by {escape(str(v.get('constraint', v)))}")
+        note = record.get("compress") or {}
+        slow = any(f.get("kind") == "latency_slo" for f in record.get("localisation") or [])
+        if note.get("why") and slow:
+            console.print(f"  compress: {escape(str(note['why']))}")
+    elif section == "comparison":
+        comparison = dict(value or {})
+        summary = comparison.get("summary") or comparison.get("verdict", "")
+        console.print(
+            f"[bold]check[/] (challenger {escape(str(record.get('challenger')))} vs champion "
+            f"{escape(str(record.get('champion')))} on held-out recent rows): "
+            f"{escape(str(summary))}"
+        )
+    elif section == "decision":
+        decision = dict(value or {})
+        action = str(decision.get("action", "?"))
+        style = {"promote": "green", "await_approval": "yellow"}.get(action, "default")
+        console.print(
+            f"[bold]decision[/]: [{style}]{escape(action)}[/] "
+            f"({escape(str(decision.get('reason', '')))})"
+        )
+
+
+_SEVERITY_STYLE = {"high": "red", "medium": "yellow", "low": "default"}
+
+
+def _loop_status(store: Store, model: str) -> dict[str, Any]:
+    """The model's versions (champion marked) and loop runs (newest first), as recorded."""
+    from tunelens.store.versions import VersionRegistry
+
+    registry = VersionRegistry(store, model).to_dict()
+    found = store.get_blob(model, "loop")
+    runs = list(json.loads(found[0]).get("runs") or []) if found else []
+    return {
+        "model": model,
+        "champion": registry.get("champion"),
+        "versions": list(registry.get("versions") or []),
+        "events": list(registry.get("events") or []),
+        "runs": runs[::-1],
+    }
+
+
+def _when(text: Any) -> str:
+    return "-" if not text else str(text).replace("T", " ")[:19]
+
+
+def _print_loop_status(console: Console, doc: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    champion = doc.get("champion")
+    versions = doc.get("versions") or []
+    n_runs = len(doc.get("runs") or [])
+    console.print(
+        f"{doc['model']}: champion {champion or 'none recorded'}, {len(versions)} "
+        f"version{'' if len(versions) == 1 else 's'}, "
+        f"{n_runs} loop run{'' if n_runs == 1 else 's'}",
+        markup=False,
+    )
+    table = Table(title="versions", title_justify="left")
+    for name in ("", "version", "created", "source", "parent", "run", "metrics"):
+        table.add_column(name)
+    for v in versions:
+        metrics = _version_metrics(dict(v.get("metrics") or {}))
+        table.add_row(
+            "*" if v.get("version") == champion else "",
+            str(v.get("version")),
+            _when(v.get("created")),
+            str(v.get("source") or "-"),
+            str(v.get("parent") or "-"),
+            str(v.get("run") or "-"),
+            metrics or "-",
+        )
+    if versions:
+        console.print(table)
+    runs = Table(title="runs (newest first)", title_justify="left")
+    for name in ("started", "run", "trigger", "status", "decision", "challenger", "promoted"):
+        runs.add_column(name)
+    for r in doc.get("runs") or []:
+        trigger = r.get("trigger") or {}
+        runs.add_row(
+            _when(r.get("started")),
+            str(r.get("run")),
+            str(trigger.get("rule") or trigger.get("kind") or "manual"),
+            str(r.get("status") or "-"),
+            str((r.get("decision") or {}).get("action") or "-"),
+            str(r.get("challenger") or "-"),
+            "yes" if r.get("promoted") else "no",
+        )
+    if doc.get("runs"):
+        console.print(runs)
+    else:
+        console.print("no loop run recorded", markup=False)
+
+
+def _version_metrics(metrics: dict[str, Any]) -> str:
+    """``holdout_accuracy 0.95 (champion 0.60)``: a version's measured metrics, short."""
+
+    def num(x: Any) -> str:
+        return "-" if x is None else f"{float(x):.4g}"
+
+    parts = []
+    for name, value in metrics.items():
+        if name.startswith("champion_") and name[len("champion_") :] in metrics:
+            continue
+        text = f"{name} {num(value)}"
+        if f"champion_{name}" in metrics:
+            text += f" (champion {num(metrics[f'champion_{name}'])})"
+        parts.append(text)
+    return ", ".join(parts) or "-"
+
+
+def _json_clean(value: Any) -> Any:
+    """NaN and infinities become null; everything else is already JSON."""
+    if isinstance(value, dict):
+        return {str(k): _json_clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_clean(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _write_loop_json(doc: dict[str, Any], json_path: str | None, console: Console) -> None:
+    if json_path is None:
+        return
+    text = json.dumps(_json_clean(doc), indent=2, allow_nan=False, default=str)
+    if json_path == "-":
+        sys.stdout.write(text + "\n")
+        return
+    from tunelens._atomic import write_files
+
+    write_files([(Path(json_path), (text + "\n").encode("utf-8"))])
+    console.print(f"wrote {json_path}", markup=False, highlight=False)
+
+
 # --------------------------------------------------------------------------- entry
 
 

@@ -345,7 +345,8 @@ class Loop:
         pending = self.unfinished() if resume else None
         if pending is not None:
             record = dict(pending)
-            since = record.get("since")
+            stored = record.get("since")
+            since = None if stored is None else pd.Timestamp(str(stored)).to_pydatetime()
         else:
             record = {
                 "schema": SCHEMA,
