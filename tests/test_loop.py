@@ -209,7 +209,13 @@ def test_an_alert_starts_a_run_that_localises_the_drifted_feature(tmp_path: Path
         evidence="accuracy 0.80 < 0.90",
     )
     # an impossible latency objective: the champion breaks it, localisation says so
-    loop = _loop(mon, champion, reference, constraints=[Constraint("latency_p99_ms", "<=", 1e-6)])
+    loop = _loop(
+        mon,
+        champion,
+        reference,
+        constraints=[Constraint("latency_p99_ms", "<=", 1e-6)],
+        clock=lambda: datetime(2026, 3, 3, 12, tzinfo=UTC),  # a replay's own time
+    )
     assert loop.pending_alert() is None  # not stored yet
     mon.store.put_alert(event)
     assert loop.pending_alert(rules=["latency"]) is None
@@ -218,6 +224,8 @@ def test_an_alert_starts_a_run_that_localises_the_drifted_feature(tmp_path: Path
     assert loop.pending_alert() is None  # handled: a second call starts nothing
     assert run.trigger["kind"] == "alert" and run.trigger["alert_id"] == "a-1"
     assert run.trigger["rule"] == "accuracy-drop" and run.since is not None
+    assert run.started.startswith("2026-03-03T12:00") and run.finished == run.started
+    assert loop.registry.get(run.challenger).created.startswith("2026-03-03T12:00")
     assert run.rows["recent"] == len(recent) - 200  # the window the alert named, on
     where = [(f["kind"], f["where"]) for f in run.localisation]
     assert ("data_drift", "feature x0") in where  # the model leans on x0, which drifted
@@ -242,5 +250,37 @@ def test_a_trainer_that_never_fits_is_named(tmp_path: Path) -> None:
     with pytest.raises(InputError) as err:
         loop.run()
     assert err.value.field == "trainer" and "solver exploded" in str(err.value)
+    mon.close()
+    mon.store.close()
+
+
+def test_correlated_drifted_features_are_localised_as_a_group(tmp_path: Path) -> None:
+    rng = np.random.default_rng(4)
+
+    def frame(n: int, shift: float = 0.0) -> pd.DataFrame:
+        size = rng.normal(size=n)
+        out = pd.DataFrame(
+            {
+                "x0": size + 0.05 * rng.normal(size=n) + shift,  # three measurements of one
+                "x1": size + 0.05 * rng.normal(size=n) + shift,  # size, as radius, perimeter
+                "x2": size + 0.05 * rng.normal(size=n) + shift,  # and area are
+            }
+        )
+        out["y"] = (size + 0.3 * rng.normal(size=n) > 0).astype(int)
+        return out
+
+    reference = frame(2000)
+    champion = LogisticRegression().fit(reference[FEATURES], reference["y"])
+    recent = frame(1000)
+    shifted = frame(1000, shift=1.0)[FEATURES]
+    mon = Monitor("m", open_store(str(tmp_path / "g.duckdb")), resources=False)
+    ids = [f"r{i}" for i in range(1000)]
+    mon.log(ids, shifted, champion.predict(shifted))
+    mon.log_labels(ids, recent["y"].to_numpy())
+    run = _loop(mon, champion, reference).run()
+    group = [f for f in run.localisation if f["where"].endswith("(together)")]
+    assert len(group) == 1 and group[0]["kind"] == "data_drift", run.localisation
+    assert group[0]["where"] == "features x0, x1, x2 (together)"
+    assert group[0]["gain"] > 0.2  # the model's whole signal sits in the group
     mon.close()
     mon.store.close()

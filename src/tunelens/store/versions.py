@@ -34,7 +34,7 @@ from __future__ import annotations
 import json
 import math
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -97,13 +97,21 @@ class VersionRegistry:
     Args:
         store: any `Store` (DuckDB, PostgreSQL).
         model: the monitored model's name.
+        clock: the time of records and events (a UTC datetime; default now): a
+            simulation or a replay passes its own.
     """
 
-    def __init__(self, store: Store, model: str) -> None:
+    def __init__(
+        self, store: Store, model: str, *, clock: Callable[[], datetime] | None = None
+    ) -> None:
         if not isinstance(model, str) or not model:
             raise InputError("model", f"is {model!r}", "give the model's name")
         self.store, self.model = store, model
+        self._clock = clock
         self._lock = threading.Lock()
+
+    def _now(self) -> str:
+        return _now() if self._clock is None else self._clock().astimezone(UTC).isoformat()
 
     # ---- the document -------------------------------------------------------------------
 
@@ -203,7 +211,7 @@ class VersionRegistry:
             raise InputError("source", f"is {source!r}", f"use one of {list(SOURCES)}")
         info = VersionInfo(
             version=version,
-            created=_now(),
+            created=self._now(),
             source=source,
             parent=parent,
             run=run,
@@ -239,7 +247,7 @@ class VersionRegistry:
             if previous == version:
                 raise InputError("version", f"{version!r} is already the champion", "")
             event = VersionEvent(
-                _now(), "promote", version, previous, str(reason), dict(decision or {}) or None
+                self._now(), "promote", version, previous, str(reason), dict(decision or {}) or None
             )
             doc["events"].append(asdict(event))
             self._write(doc)
@@ -260,7 +268,7 @@ class VersionRegistry:
                     "rollback", "there is no earlier champion", "promote a version first"
                 )
             target = str(earlier[-1])
-            event = VersionEvent(_now(), "rollback", target, current, str(reason))
+            event = VersionEvent(self._now(), "rollback", target, current, str(reason))
             doc["events"].append(asdict(event))
             self._write(doc)
         return self.get(target)
