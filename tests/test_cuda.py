@@ -81,3 +81,55 @@ def test_tune_trains_and_times_on_the_gpu_by_default() -> None:
     assert result.best["measurements"]["latency_p99_ms"] > 0
     cpu = tune(MLP(64, 10), data=(X, y), n_trials=1, epochs=2, seed=0, device="cpu")
     assert next(cpu.model.parameters()).device.type == "cpu"
+
+
+def test_the_loop_retunes_a_pytorch_model_on_the_gpu(tmp_path: object) -> None:
+    import functools
+    from pathlib import Path
+
+    import pandas as pd
+
+    from tunelens.loop import Loop
+    from tunelens.monitor import Monitor
+    from tunelens.store import open_store
+    from tunelens.tune import TorchClassifier
+
+    rng = np.random.default_rng(0)
+    features = ["x0", "x1", "x2"]
+
+    def frame(n: int, w: np.ndarray) -> pd.DataFrame:
+        X = rng.normal(size=(n, 3))
+        out = pd.DataFrame(X, columns=features)
+        out["y"] = np.where(X @ w + 0.3 * rng.normal(size=n) > 0, "yes", "no")
+        return out
+
+    reference = frame(1500, np.array([2.0, 0.0, 0.5]))
+    y = (reference["y"] == "yes").to_numpy().astype(int)
+    trained = tune(
+        MLP(3, 2, width=32),
+        data=(reference[features].to_numpy(np.float32), y),
+        n_trials=1,
+        epochs=6,
+        seed=0,
+    ).model
+    champion = TorchClassifier(trained, ["no", "yes"])
+    recent = frame(1500, np.array([0.0, 2.0, 0.5]))
+    mon = Monitor("net", open_store(str(Path(str(tmp_path)) / "g.duckdb")), resources=False)
+    ids = [f"r{i}" for i in range(len(recent))]
+    mon.log(ids, recent[features], champion.predict(recent[features]))
+    mon.log_labels(ids, recent["y"].to_numpy())
+    loop = Loop(
+        mon,
+        trainer=functools.partial(MLP, 3, 2),
+        champion=champion,
+        reference=reference,
+        target="y",
+        n_trials=3,
+        epochs=6,
+        policy="auto",
+    )
+    run = loop.run()  # trains on the GPU (the default device there), serves on the CPU
+    assert run.promoted and run.comparison["difference"] > 0.1
+    assert next(run.model.model.parameters()).device.type == "cpu"
+    mon.close()
+    mon.store.close()

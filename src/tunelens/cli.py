@@ -1528,14 +1528,30 @@ def serve_command(
 
 @app.command("demo")
 def demo_command(
-    out: Annotated[Path, typer.Option("--out", help="Where the demo writes its store.")] = Path(
-        "tunelens-demo"
-    ),
+    out: Annotated[
+        Path, typer.Option("--out", help="Where the demo writes its store and report.")
+    ] = Path("tunelens-demo"),
+    days: Annotated[int, typer.Option("--days", help="Simulated days (at least 4).")] = 10,
+    cases: Annotated[
+        int, typer.Option("--cases", help="Requests per simulated day (at least 500).")
+    ] = 6_500,
+    trials: Annotated[int, typer.Option("--trials", help="The loop's tuning trials.")] = 20,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the simulation.")] = 20260302,
 ) -> None:
-    """Run the monitoring demo on shipped data; prints the metrics and the store's path."""
+    """The closed loop on shipped data: serve, drift, alert, report, tune, shadow, promote.
+
+    Ends with a summary (drop, cause, fix, recovery, time); leaves store and report in --out.
+    """
     from tunelens.demo import run as run_demo
 
-    run_demo(out, console=stdout_console())
+    run_demo(
+        out,
+        console=stdout_console(),
+        days=days,
+        cases_per_day=cases,
+        n_trials=trials,
+        seed=seed,
+    )
 
 
 # --------------------------------------------------------------------------- loop

@@ -68,10 +68,7 @@ errors; relative paths are taken from the config file's folder):
 
 from __future__ import annotations
 
-import importlib
 import pickle
-import sys
-import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
@@ -83,7 +80,6 @@ from tunelens.tune._tune import Constraint
 from tunelens.tune.config import (
     CLASSIFICATION_METRICS,
     MEASUREMENTS,
-    OPS,
     REGRESSION_METRICS,
     _check_keys,
     _choice,
@@ -92,6 +88,9 @@ from tunelens.tune.config import (
     _num,
     _str,
     _type_name,
+    import_callable,
+    parse_constraint_tables,
+    read_toml,
 )
 
 if TYPE_CHECKING:
@@ -268,16 +267,7 @@ def load_loop_config(path: str | Path) -> LoopConfig:
             reference file or column; each names the key and the accepted values.
     """
     path = Path(path)
-    if not path.is_file():
-        raise InputError(str(path), "no such config file", "give the path of a .toml file")
-    try:
-        with path.open("rb") as handle:
-            doc = tomllib.load(handle)
-    except tomllib.TOMLDecodeError as exc:
-        raise InputError(str(path), f"not valid TOML: {exc}", "fix the syntax there") from None
-    except OSError as exc:
-        raise InputError(str(path), f"cannot be read: {exc.strerror}", "") from None
-    return parse_loop_config(doc, path)
+    return parse_loop_config(read_toml(path), path)
 
 
 def parse_loop_config(doc: Mapping[str, Any], path: str | Path = "loop.toml") -> LoopConfig:
@@ -422,35 +412,7 @@ def _since(value: Any) -> datetime | None:
 
 
 def _constraints(raw: Any) -> tuple[Constraint, ...]:
-    if not isinstance(raw, list):
-        raise InputError(
-            "constraints",
-            f"must be an array of tables, got a {_type_name(raw)}",
-            "write [[constraints]]",
-        )
-    out: list[Constraint] = []
-    for i, item in enumerate(raw):
-        at = f"constraints[{i}]"
-        if not isinstance(item, dict):
-            raise InputError(
-                at, f"must be a table, got a {_type_name(item)}", "give name, op, bound"
-            )
-        _check_keys(item, _CONSTRAINT_KEYS, at)
-        for key in _CONSTRAINT_KEYS:
-            if key not in item:
-                raise InputError(f"{at}.{key}", "missing", "give name, op and bound")
-        name = _str(item, "name", at)
-        if name not in CONSTRAINT_NAMES:
-            raise InputError(
-                f"{at}.name",
-                f"unknown measurement {name!r}",
-                f"use one of {_names(CONSTRAINT_NAMES)}",
-            )
-        op = _choice(item, "op", at, OPS, None)
-        bound = _num(item, "bound", at, None)
-        assert name is not None and op is not None and bound is not None
-        out.append(Constraint(name, op, bound))
-    return tuple(out)
+    return parse_constraint_tables(raw, "constraints", CONSTRAINT_NAMES)
 
 
 def _existing(value: str, base: Path, where: str) -> Path:
@@ -508,33 +470,7 @@ def _check_columns(
 
 def _import_trainer(spec: str, base: Path) -> Callable[..., Any]:
     """The class or factory that ``"module:attribute"`` (or ``"module.Class"``) names."""
-    module_name, sep, attr = spec.partition(":")
-    if not sep:
-        module_name, _, attr = spec.rpartition(".")
-    if not module_name or not attr:
-        raise InputError("loop.trainer", f"is {spec!r}", f"give e.g. {_TRAINER_EXAMPLE}")
-    if str(base) not in sys.path:  # the config's folder holds the user's factories
-        sys.path.insert(0, str(base))
-    try:
-        module = importlib.import_module(module_name)
-    except Exception as exc:
-        raise InputError(
-            "loop.trainer",
-            f"cannot import {module_name!r}: {_flat(exc)}",
-            f"give e.g. {_TRAINER_EXAMPLE}",
-        ) from None
-    target: Any = module
-    for part in attr.split("."):
-        if not hasattr(target, part):
-            raise InputError(
-                "loop.trainer",
-                f"{module_name!r} has no attribute {attr!r}",
-                f"give e.g. {_TRAINER_EXAMPLE}",
-            )
-        target = getattr(target, part)
-    if not callable(target):
-        raise InputError("loop.trainer", f"{spec!r} is not callable", "name a class or a factory")
-    return target  # type: ignore[no-any-return]
+    return import_callable(spec, base, "loop.trainer", _TRAINER_EXAMPLE, dotted=True)
 
 
 def _call_trainer(factory: Callable[..., Any], spec: str, params: Mapping[str, Any]) -> Any:

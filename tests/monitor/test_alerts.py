@@ -559,7 +559,8 @@ def _demo_traffic(cases_per_day: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     from tunelens import demo
 
     rng = np.random.default_rng(demo.SEED)
-    model, x_hold, y_hold, names = demo._train(rng)
+    model, reference, names = demo._train()
+    x_hold, y_hold = reference[names].to_numpy(), reference[demo.TARGET].to_numpy()
     positive = list(model.classes_).index(demo.CLASSES[1])
     predictions, labels = [], []
     for day in range(demo.DAYS):

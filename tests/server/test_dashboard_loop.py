@@ -424,3 +424,50 @@ def test_loop_section_is_hidden_without_records(tmp_path: Path) -> None:
             assert page.locator("#quality-legend-loop").is_hidden()
         finally:
             browser.close()
+
+
+DEMO_SCREENSHOT = SCREENSHOT.with_name("demo-dashboard.png")
+DEMO_REPORT_SCREENSHOT = SCREENSHOT.with_name("demo-report.png")
+DEMO_ACCURACY_SCREENSHOT = SCREENSHOT.with_name("demo-accuracy.png")
+DEMO_LOOP_SCREENSHOT = SCREENSHOT.with_name("demo-loop.png")
+
+
+def test_the_demo_story_in_chromium(tmp_path: Path) -> None:
+    """The store `tunelens demo` leaves opens in `tunelens serve`: the README's screenshots."""
+    sync_api = pytest.importorskip(
+        "playwright.sync_api", reason="playwright is not installed (pip install playwright)"
+    )
+    if not CHROMIUM.exists():
+        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+    from tunelens.demo import DEMO_MODEL
+    from tunelens.demo import run as run_demo
+
+    result = run_demo(tmp_path / "demo", quiet=True, days=8, cases_per_day=2_000, n_trials=5)
+    assert result.promoted and result.recovery >= 0.8
+    errors: list[str] = []
+    with _serving(result.store_path) as base, sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 1440, "height": 1000})
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda exc: errors.append(f"page error: {exc}"))
+            page.goto(f"{base}/#model={quote(DEMO_MODEL, safe='')}&window=1d&range=all")
+            page.wait_for_function(_READY)
+            assert page.locator("#loop-champion").text_content() == result.champion
+            texts = page.evaluate(_ANNOTATIONS)
+            assert f"▲ promoted {result.champion}" in texts, texts
+            assert any(t.startswith("⚑ accuracy-drop") for t in texts), texts
+            card = page.locator(f'#loop-runs .run-card[data-run="{result.loop_run}"]')
+            assert card.get_attribute("data-action") == "promote"
+            assert "shadow" in (card.text_content() or "").lower()
+            assert not errors, errors
+            page.screenshot(path=str(DEMO_SCREENSHOT), full_page=True)
+            page.locator("#chart-accuracy").screenshot(path=str(DEMO_ACCURACY_SCREENSHOT))
+            page.locator("#loop-section").screenshot(path=str(DEMO_LOOP_SCREENSHOT))
+            # the quality report the demo wrote, as a reader opens it
+            page.goto(result.report_path.resolve().as_uri())
+            page.wait_for_load_state("load")
+            page.set_viewport_size({"width": 1280, "height": 1600})
+            page.screenshot(path=str(DEMO_REPORT_SCREENSHOT))
+        finally:
+            browser.close()

@@ -187,6 +187,7 @@ def quantize_onnx(
                     _Reader(list(calibration)),
                     quant_format=QuantFormat.QDQ,
                     per_channel=True,
+                    reduce_range=True,  # as for dynamic quantisation, below
                     activation_type=QuantType.QUInt8,
                     weight_type=QuantType.QInt8,
                     nodes_to_exclude=list(exclude),
@@ -194,10 +195,14 @@ def quantize_onnx(
                     calibrate_method=CalibrationMethod.MinMax,
                 )
             else:
+                # 7-bit weights: x86 CPUs without VNNI saturate u8 x s8 products in the
+                # int8 kernels (ONNX Runtime 1.32 here: 16% output error on a small MLP
+                # with 8-bit weights, 0.8% with reduce_range)
                 quantize_dynamic(
                     str(src),
                     str(dst),
                     weight_type=QuantType.QInt8,
+                    reduce_range=True,
                     op_types_to_quantize=["MatMul", "Gemm"],
                     nodes_to_exclude=list(exclude),
                     nodes_to_quantize=list(only) if only is not None else None,

@@ -622,16 +622,24 @@ def load_config(path: str | Path) -> TuneConfig:
             key and the accepted values.
     """
     path = Path(path)
+    return parse_config(read_toml(path), path)
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """The TOML document at ``path``.
+
+    Raises:
+        InputError: a missing file, unreadable or invalid TOML (naming the file).
+    """
     if not path.is_file():
         raise InputError(str(path), "no such config file", "give the path of a .toml file")
     try:
         with path.open("rb") as handle:
-            doc = tomllib.load(handle)
+            return tomllib.load(handle)
     except tomllib.TOMLDecodeError as exc:
         raise InputError(str(path), f"not valid TOML: {exc}", "fix the syntax there") from None
     except OSError as exc:
         raise InputError(str(path), f"cannot be read: {exc.strerror}", "") from None
-    return parse_config(doc, path)
 
 
 def parse_config(doc: Mapping[str, Any], path: str | Path = "tune.toml") -> TuneConfig:
@@ -848,24 +856,43 @@ def _make_estimator(spec: str, params: Mapping[str, Any]) -> Any:
 
 
 def _import_factory(spec: str, base: Path) -> Callable[..., Any]:
+    return import_callable(spec, base, "model.factory", '"package.module:function"')
+
+
+def import_callable(
+    spec: str, base: Path, where: str, example: str, *, dotted: bool = False
+) -> Callable[..., Any]:
+    """The callable ``"module:attribute"`` names (``"module.attribute"`` too when ``dotted``),
+    importable from the config's folder ``base``.
+
+    Raises:
+        InputError: naming ``where``: a bad spec, a failed import, a missing attribute,
+            something not callable.
+    """
     module_name, sep, attr = spec.partition(":")
-    if not sep or not module_name or not attr:
-        raise InputError("model.factory", f"is {spec!r}", 'give "package.module:function"')
-    if str(base) not in sys.path:  # the config's folder holds the user's models
+    if not sep and dotted:
+        module_name, _, attr = spec.rpartition(".")
+    if not module_name or not attr:
+        raise InputError(where, f"is {spec!r}", f"give e.g. {example}")
+    if str(base) not in sys.path:  # the config's folder holds the user's code
         sys.path.insert(0, str(base))
     try:
         module = importlib.import_module(module_name)
     except Exception as exc:
         raise InputError(
-            "model.factory", f"cannot import {module_name!r}: {' '.join(str(exc).split())}", ""
+            where,
+            f"cannot import {module_name!r}: {' '.join(str(exc).split())}",
+            f"give e.g. {example}",
         ) from None
     target: Any = module
     for part in attr.split("."):
         if not hasattr(target, part):
-            raise InputError("model.factory", f"{module_name!r} has no attribute {attr!r}", "")
+            raise InputError(
+                where, f"{module_name!r} has no attribute {attr!r}", f"give e.g. {example}"
+            )
         target = getattr(target, part)
     if not callable(target):
-        raise InputError("model.factory", f"{spec!r} is not callable", "name a function")
+        raise InputError(where, f"{spec!r} is not callable", "name a class or a function")
     return target  # type: ignore[no-any-return]
 
 
@@ -1085,11 +1112,19 @@ def _check_choices(values: list[Any], where: str, base: Dist | None) -> None:
 def _parse_constraints(
     raw: Any, where: str, model: ModelConfig, objective: ObjectiveConfig | None
 ) -> tuple[Constraint, ...]:
+    return parse_constraint_tables(raw, where, _known_names(model))
+
+
+def parse_constraint_tables(raw: Any, where: str, known: Sequence[str]) -> tuple[Constraint, ...]:
+    """``[[constraints]]`` tables (``name``, ``op``, ``bound``) as `Constraint`s.
+
+    Raises:
+        InputError: naming ``<where>[i].<key>`` and the accepted values.
+    """
     if not isinstance(raw, list):
         raise InputError(
             where, f"must be an array of tables, got a {_type_name(raw)}", "write [[constraints]]"
         )
-    known = _known_names(model)
     out: list[Constraint] = []
     for i, item in enumerate(raw):
         at = f"{where}[{i}]"
