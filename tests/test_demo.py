@@ -121,8 +121,8 @@ def test_the_report_names_the_size_measurements_and_the_summary_is_printed(
 
 
 @pytest.mark.slow
-def test_demo_is_deterministic(tmp_path: Path) -> None:
-    first = run(tmp_path / "a", quiet=True, **QUICK)
+def test_demo_is_deterministic(tmp_path: Path, quick: tuple[DemoResult, str]) -> None:
+    first, _ = quick
     second = run(tmp_path / "b", quiet=True, **QUICK)
     columns = ["rows", "labelled_rows", "accuracy", "roc_auc", "log_loss"]
     pd.testing.assert_frame_equal(first.metrics[columns], second.metrics[columns])

@@ -135,7 +135,23 @@ def test_shadow_stage_decides_on_fresh_traffic(tmp_path: Path) -> None:
             loop.conclude(run, shadow)  # no labels yet
         assert err.value.field == "shadow"
         shadow.log_labels(ids, fresh["y"].to_numpy())
-        out = loop.conclude(run, shadow)
+    # the process dies here; a new one picks the run up from the store and concludes it
+    again = Loop(
+        mon,
+        trainer=LogisticRegression(),
+        reference=reference,
+        target="y",
+        policy="auto",
+        shadow_rows=300,
+    )
+    assert again.champion_version == "1"
+    resumed = again.get_run()
+    assert resumed.run == run.run and resumed.status == "shadow" and not resumed.promoted
+    X = fresh[FEATURES].to_numpy()
+    np.testing.assert_array_equal(resumed.model.predict(X), run.model.predict(X))
+    with again.start_shadow(resumed) as shadow:
+        out = again.conclude(resumed, shadow)  # the rows logged before the crash count
+    loop = again
     assert out["rows"] == 400 and out["comparison"]["significant"]
     assert out["promoted"] and loop.registry.champion().version == run.challenger  # type: ignore[union-attr]
     assert len(loop.runs()) == 1  # the run's record gained its shadow result in place

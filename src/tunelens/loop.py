@@ -333,6 +333,35 @@ class Loop:
         ]
         return max(firing, key=lambda e: e.fired_at) if firing else None
 
+    def get_run(self, run: str | None = None) -> LoopRun:
+        """A recorded run (default the newest) with its challenger's saved model.
+
+        After a crash during the shadow stage, ``loop.start_shadow(loop.get_run())`` goes on
+        logging the challenger beside the champion (rows logged before the crash count) and
+        ``loop.conclude`` judges it as if nothing had happened.
+
+        Raises:
+            InputError: no such run (the message lists the known ones), or one that
+                stopped before its challenger was recorded (run `run` to resume it).
+        """
+        runs = self.runs()
+        if run is None:
+            found = runs[-1] if runs else None
+        else:
+            found = next((r for r in runs if r["run"] == run), None)
+        if found is None:
+            raise InputError(
+                "run", f"{run!r} is not recorded", f"use one of {[r['run'] for r in runs]}"
+            )
+        if found.get("status") in _UNFINISHED or not found.get("challenger"):
+            raise InputError(
+                "run", f"{found['run']!r} stopped before its check", "call run() to resume it"
+            )
+        fields = {name for name in LoopRun.__dataclass_fields__ if name != "model"}
+        defaults: dict[str, Any] = {"finished": None, "since": None, "seconds": 0.0}
+        values = {k: found.get(k, defaults.get(k, {} if k != "status" else "done")) for k in fields}
+        return LoopRun(**values, model=self.registry.load_model(str(found["challenger"])))
+
     def unfinished(self) -> dict[str, Any] | None:
         """The record of a run that stopped before its check (a crash), or None."""
         runs = self.runs()
