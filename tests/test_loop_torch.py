@@ -130,3 +130,31 @@ def test_torch_trainer_needs_known_labels(tmp_path: Path) -> None:
     assert err.value.field == "classes"
     mon.close()
     mon.store.close()
+
+
+@pytest.mark.slow
+def test_a_broken_latency_objective_profiles_the_champion_layer_by_layer(tmp_path: Path) -> None:
+    pytest.importorskip("onnxruntime")
+    mon, champion, reference = _serve(tmp_path, champion_width=64)
+    loop = Loop(
+        mon,
+        trainer=functools.partial(MLP, 3, 2),
+        champion=champion,
+        reference=reference,
+        target="y",
+        constraints=[Constraint("latency_p99_ms", "<=", 1e-6)],  # nothing can meet it
+        n_trials=1,
+        epochs=2,
+        device="cpu",
+        policy="auto",
+        compress_budget=5,
+    )
+    run = loop.run()
+    kinds = {f["kind"] for f in run.localisation}
+    assert "latency_slo" in kinds  # the measured p99 against the objective
+    # the runtime profile's findings: where the time goes, by layer or by batching
+    assert kinds & {"compute_bound", "memory_bound", "overhead_bound", "batching"}, kinds
+    assert run.compress["chosen"] is not None and run.compress["why"]  # compress was tried
+    assert not run.tune["feasible"] and not run.promoted  # never promoted past a constraint
+    mon.close()
+    mon.store.close()

@@ -567,6 +567,9 @@ class Loop:
             X_cur = rows if hasattr(self.champion, "feature_names_in_") else rows.to_numpy()
             p50, p99 = latency_ms(self.champion.predict, X_cur, batch=1)
             measured = {"latency_p50_ms": p50, "latency_p99_ms": p99}
+            broken_latency = [c for c in latency if c.signed(measured[c.name]) > 0]
+            if broken_latency and self.torch:
+                found += self._profile(X_cur, min(c.bound for c in broken_latency))
             for c in latency:
                 value = measured[c.name]
                 if c.signed(value) > 0:
@@ -580,6 +583,21 @@ class Loop:
                         )
                     )
         return [f.to_dict() for f in rank(found)]
+
+    def _profile(self, rows: Any, slo_ms: float) -> list[Any]:
+        """Where a PyTorch champion's time goes, layer by layer (`diagnose.runtime.profile`)."""
+        import torch
+
+        from tunelens.diagnose.runtime import profile
+
+        module = getattr(self.champion, "model", None)
+        if not isinstance(module, torch.nn.Module):
+            return []  # a compressed (ONNX Runtime) champion has no layers to profile
+        first = np.asarray(rows[:1], dtype=np.float32)
+        found = profile(
+            module, torch.from_numpy(first), batch_sizes=(1, 8), repeats=10, slo_ms=slo_ms
+        ).findings
+        return list(found)
 
     def _group_reliance(self, ref: pd.DataFrame, drifted: list[str]) -> Any:
         """How much the champion loses when the drifted features are shuffled together.

@@ -236,3 +236,14 @@ def test_a_pipeline_is_tuned_through_its_last_step() -> None:
     c = result.model.get_params()["logisticregression__C"]
     assert c == result.best["params"]["logisticregression__C"]  # the sampled value reached it
     assert result.model.steps[0][0] == "standardscaler" and result.best["value"] > 0.9
+
+
+def test_a_budget_of_one_trial_runs_the_enqueued_first_trial() -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 3))
+    y = (X[:, 0] > 0).astype(int)
+    # trial 0 (the estimator's own setting) waits in the queue: it is not yet spent
+    result = tune(LogisticRegression(), data=(X, y), n_trials=None, total_trials=1, seed=0)
+    assert [t["state"] for t in result.trials] == ["COMPLETE"] and result.model is not None

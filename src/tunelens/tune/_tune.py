@@ -501,14 +501,17 @@ def _is_torch_model(obj: Any) -> bool:
 
 
 def _budget_spent(study: optuna.Study, total: int) -> bool:
-    """Whether the study holds ``total`` trials that did not fail (or ``total`` failures).
+    """Whether the study holds ``total`` started trials that did not fail (or ``total``
+    failures).
 
     Failed trials (an exception, a dead worker) are replaced, so the workers complete
     exactly ``total`` trials between them; a study where everything fails stops too.
     """
     states = [t.state for t in study.get_trials(deepcopy=False)]
     failed = states.count(optuna.trial.TrialState.FAIL)
-    return len(states) - failed >= total or failed >= total
+    # an enqueued trial (trial 0) waits for a worker to ask for it: it is not spent yet
+    waiting = states.count(optuna.trial.TrialState.WAITING)
+    return len(states) - failed - waiting >= total or failed >= total
 
 
 _WAIT_S = 1.0
