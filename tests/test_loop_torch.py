@@ -158,3 +158,28 @@ def test_a_broken_latency_objective_profiles_the_champion_layer_by_layer(tmp_pat
     assert not run.tune["feasible"] and not run.promoted  # never promoted past a constraint
     mon.close()
     mon.store.close()
+
+
+def test_a_drop_runs_the_training_diagnostics_of_the_champion(tmp_path: Path) -> None:
+    mon, champion, reference = _serve(tmp_path, champion_width=64)
+    with torch.no_grad():  # most first-layer units of the serving model are dead
+        first = champion.model[0]
+        first.bias[:56] = -100.0
+    loop = Loop(
+        mon,
+        trainer=functools.partial(MLP, 3, 2),
+        champion=champion,
+        reference=reference,
+        target="y",
+        n_trials=1,
+        epochs=2,
+        device="cpu",
+    )
+    run = loop.run()
+    dead = [f for f in run.localisation if f["kind"] == "dead_units"]
+    assert dead and dead[0]["where"].startswith("0"), run.localisation  # the first Linear
+    # the finding reaches the plan: the space searches the initialisation
+    assert "dead_units" in run.plan["remedies_from"]
+    assert any("init" in line for line in run.plan["explanation"]), run.plan["explanation"]
+    mon.close()
+    mon.store.close()

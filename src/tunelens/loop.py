@@ -423,6 +423,10 @@ class Loop:
         features = report.drift.features if report.drift is not None else {}
         drifted = [name for name, d in features.items() if d.drifted]
         localisation = self._localise(drifted, cur)
+        model_state: list[Any] = []
+        if self.torch and any(f["kind"] == "metric_drop" for f in findings):
+            model_state = self._training_diagnostics(cur)
+            localisation += [f.to_dict() for f in model_state]
         # 3. plan: the split is stored before tuning, so a resumed run tunes the same rows
         if split is None:
             rng = np.random.default_rng(self.seed)
@@ -437,7 +441,7 @@ class Loop:
             )
         hold, train = cur.loc[split["hold"]], cur.loc[split["train"]]
         dropped = any(f["kind"] == "metric_drop" for f in findings)
-        data, plan = self._plan(ref, train, dropped, findings)
+        data, plan = self._plan(ref, train, dropped, findings + [f.to_dict() for f in model_state])
         plan["holdout_rows"] = len(hold)
         study = f"tunelens-loop:{self.monitor.model}:{run_id}"
         record.update(
@@ -450,7 +454,7 @@ class Loop:
         )
         self._save_run(record)
         # 4. tune (in the stored study: a killed run resumes here)
-        result = self._tune(data, report.findings, study)
+        result = self._tune(data, [*report.findings, *model_state], study)
         if result.model is None:
             errors = [t.get("error") for t in result.trials]
             first = next((e for e in errors if e), "no trial completed")
@@ -583,6 +587,47 @@ class Loop:
                         )
                     )
         return [f.to_dict() for f in rank(found)]
+
+    def _training_diagnostics(self, cur: pd.DataFrame) -> list[Any]:
+        """The PyTorch champion's state on recent rows, seen through `diagnose.training.watch`.
+
+        A short pass of training steps on a copy (small AdamW steps, every step watched)
+        shows what the weights do to the gradients and activations on today's data: dead
+        units, vanishing or exploding gradients, non-finite values. Findings about the
+        pass's own learning rate or length (lr, plateau, overfitting) are left out: they
+        would describe this probe, not the model.
+        """
+        import copy
+
+        import torch
+
+        from tunelens.diagnose.training import watch
+
+        module = getattr(self.champion, "model", None)
+        if not isinstance(module, torch.nn.Module):
+            return []
+        model = copy.deepcopy(module).train()
+        X, y = self._torch_data(cur)
+        rng = np.random.default_rng(self.seed)
+        order = rng.permutation(len(X))[: 64 * 30]
+        xs, ys = torch.from_numpy(X[order]), torch.from_numpy(y[order])
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+        with watch(model, opt, every=1) as w:
+            for start in range(0, len(xs), 64):
+                xb, yb = xs[start : start + 64], ys[start : start + 64]
+                opt.zero_grad()
+                out = model(xb)
+                if out.ndim == 2 and out.shape[1] > 1:
+                    loss = torch.nn.functional.cross_entropy(out, yb)
+                else:
+                    loss = torch.nn.functional.binary_cross_entropy_with_logits(
+                        out.reshape(-1), yb.float()
+                    )
+                loss.backward()  # type: ignore[no-untyped-call]
+                w.step(loss)
+                opt.step()
+        keep = {"dead_units", "vanishing_gradients", "exploding_gradients", "non_finite"}
+        return [f for f in w.findings() if f.kind in keep]
 
     def _profile(self, rows: Any, slo_ms: float) -> list[Any]:
         """Where a PyTorch champion's time goes, layer by layer (`diagnose.runtime.profile`)."""
