@@ -223,3 +223,28 @@ def test_to_arrow_1d_accepts_column_vectors_and_rejects_matrices() -> None:
     assert to_arrow_1d(np.array([[1], [2]]), "p").to_pylist() == [1, 2]
     with pytest.raises(InputError, match=r"predictions: has shape \(2, 2\)"):
         to_arrow_1d(np.zeros((2, 2)), "predictions")
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        pd.DataFrame({"a": [1.5, np.nan, -2.0], "b": [0.0, 1e300, np.inf]}),
+        pd.DataFrame({"a": [1, 2, 3], "b": [4, 5, 6]}, dtype="int64"),
+        pd.DataFrame({"a": [True, False, True], "b": [False, False, True]}),
+        pd.DataFrame({"a": np.array([1, 2, 3], dtype=np.uint8), "b": [7, 8, 9]}),  # mixed
+        pd.DataFrame({"a": [1.0, 2.0, 3.0], "b": ["x", "y", None]}),  # strings: slow path
+        pd.DataFrame({"a": pd.array([1, None, 3], dtype="Int64")}),  # extension dtype
+        pd.DataFrame({"a": [1.0, 2.0, 3.0]}, index=[10, 20, 30]),  # the index is not a column
+    ],
+)
+def test_the_numeric_frame_fast_path_matches_from_pandas(frame: pd.DataFrame) -> None:
+    known: dict[str, str] = {}
+    fast, fast_schema = coerce_features(frame, len(frame), known)
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    slow, slow_schema = coerce_features(table, len(frame), known)
+    assert fast_schema == slow_schema
+    assert list(fast) == list(slow) == [str(c) for c in frame.columns]
+    for name in fast:
+        assert fast[name].equals(slow[name]), (name, fast[name], slow[name])
+    assert fast["a"].null_count == int(frame["a"].isna().sum())  # NaN is missing, as
+    # from_pandas makes it

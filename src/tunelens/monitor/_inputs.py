@@ -598,8 +598,29 @@ def _normalise_feature(array: pa.Array, name: str) -> tuple[pa.Array, str]:
     raise InputError(field, f"has type {kind}", "give numbers, booleans, strings or times")
 
 
+def _numeric_frame_columns(frame: pd.DataFrame) -> dict[str, pa.Array] | None:
+    """The columns of a DataFrame whose columns share one numpy numeric dtype, or None.
+
+    The common case of a live model's features (a small all-float frame per call) costs
+    ~50 us here instead of ~5 ms through ``pa.Table.from_pandas`` (30 columns, 4 rows: its
+    per-column pandas metadata dominates). Same values: NaN becomes null as from_pandas
+    makes it.
+    """
+    dtypes = frame.dtypes.unique()
+    if len(dtypes) != 1 or not frame.columns.is_unique:
+        return None
+    dtype = dtypes[0]
+    if not isinstance(dtype, np.dtype) or dtype.kind not in "fiub":
+        return None
+    cols = np.ascontiguousarray(frame.to_numpy().T)
+    return {str(name): pa.array(cols[j], from_pandas=True) for j, name in enumerate(frame.columns)}
+
+
 def _feature_columns(features: Any, n: int) -> dict[str, pa.Array]:
     if isinstance(features, pd.DataFrame):
+        fast = _numeric_frame_columns(features)
+        if fast is not None:
+            return fast
         table = pa.Table.from_pandas(features, preserve_index=False)
         return {
             str(name): to_arrow_1d(col, f"features[{name!r}]")
