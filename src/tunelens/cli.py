@@ -21,7 +21,7 @@ import os
 import re
 import sys
 import traceback
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
@@ -784,17 +784,7 @@ def report_command(
             from tunelens.report.html import render_html
 
             page = render_html(doc)
-    pending: list[tuple[Path, bytes]] = []
-    if json_path is not None and json_path != "-":
-        pending.append((Path(json_path), text.encode("utf-8")))
-    if html_path is not None and page is not None:
-        pending.append((html_path, page.encode("utf-8")))
-    from tunelens._atomic import write_files
-
-    write_files(pending)
-    written = [str(path) for path, _ in pending]
-    if json_path == "-":
-        sys.stdout.write(text + "\n")
+    written = _write_outputs(text, json_path, html_path, None if page is None else lambda: page)
     _print_report_summary(console, doc, written)
 
 
@@ -906,20 +896,15 @@ def profile_command(
     with console.status("profiling", spinner="dots"):
         result = profile(module, example, batch_sizes=tuple(sizes), device=device, repeats=repeats)
     doc = result.to_dict()
-    text = json.dumps(doc, indent=2, allow_nan=False)
-    pending: list[tuple[Path, bytes]] = []
-    if json_path is not None and json_path != "-":
-        pending.append((Path(json_path), text.encode("utf-8")))
-    if html_path is not None:
+
+    def page() -> str:
         from tunelens.report.profile_html import render_profile_html
 
-        pending.append((html_path, render_profile_html(doc).encode("utf-8")))
-    from tunelens._atomic import write_files
+        return render_profile_html(doc)
 
-    write_files(pending)
-    if json_path == "-":
-        sys.stdout.write(text + "\n")
-    _print_profile(console, doc, [str(p) for p, _ in pending])
+    text = json.dumps(doc, indent=2, allow_nan=False)
+    written = _write_outputs(text, json_path, html_path, page)
+    _print_profile(console, doc, written)
 
 
 def _print_profile(console: Console, doc: dict[str, Any], written: list[str]) -> None:
@@ -1152,25 +1137,38 @@ def _call_tune(kwargs: dict[str, Any], **extra: Any) -> Any:
     return call_tune({**kwargs, **extra})  # extra may set n_trials=None (total_trials rules)
 
 
+def _write_outputs(
+    text: str, json_path: str | None, html_path: Path | None, html: Callable[[], str] | None
+) -> list[str]:
+    """Write the JSON ``text`` (to stdout for ``-``) and the HTML page, the files together
+    and atomically; returns the paths written."""
+    from tunelens._atomic import write_files
+
+    pending: list[tuple[Path, bytes]] = []
+    if json_path is not None and json_path != "-":
+        pending.append((Path(json_path), text.encode("utf-8")))
+    if html_path is not None and html is not None:
+        pending.append((html_path, html().encode("utf-8")))
+    write_files(pending)
+    if json_path == "-":
+        sys.stdout.write(text + "\n")
+    return [str(path) for path, _ in pending]
+
+
 def _write_tune_outputs(
     result: Any, json_path: str | None, html_path: Path | None, console: Console
 ) -> None:
     doc = result.to_dict()
-    text = json.dumps(doc, indent=2, allow_nan=False)
-    pending: list[tuple[Path, bytes]] = []
-    if json_path is not None and json_path != "-":
-        pending.append((Path(json_path), text.encode("utf-8")))
-    if html_path is not None:
+
+    def page() -> str:
         from tunelens.report.tune_html import render_tune_html
 
-        pending.append((html_path, render_tune_html(doc, result.study).encode("utf-8")))
-    from tunelens._atomic import write_files
+        return render_tune_html(doc, result.study)
 
-    write_files(pending)
-    if json_path == "-":
-        sys.stdout.write(text + "\n")
+    text = json.dumps(doc, indent=2, allow_nan=False)
+    written = _write_outputs(text, json_path, html_path, page)
     console.print(result.summary(), highlight=False, markup=False)
-    for path, _ in pending:
+    for path in written:
         console.print(f"wrote {path}", highlight=False)
 
 
@@ -1354,23 +1352,17 @@ def compress_command(
             latency_batch=latency_batch,
         )
     doc = result.to_dict()
-    text = json.dumps(doc, indent=2, allow_nan=False)
-    pending: list[tuple[Path, bytes]] = []
-    if json_path is not None and json_path != "-":
-        pending.append((Path(json_path), text.encode("utf-8")))
-    if html_path is not None:
+
+    def page() -> str:
         from tunelens.report.tune_html import render_compress_html
 
-        pending.append((html_path, render_compress_html(doc).encode("utf-8")))
-    from tunelens._atomic import write_files
+        return render_compress_html(doc)
 
-    write_files(pending)
-    written = [str(p) for p, _ in pending]
+    text = json.dumps(doc, indent=2, allow_nan=False)
+    written = _write_outputs(text, json_path, html_path, page)
     if out is not None:
         result.save(out)
         written.append(str(out))
-    if json_path == "-":
-        sys.stdout.write(text + "\n")
     console.print(result.summary(), highlight=False, markup=False)
     for path in written:
         console.print(f"wrote {path}", highlight=False)
