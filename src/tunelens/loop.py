@@ -1030,23 +1030,12 @@ def _is_torch_trainer(trainer: Any) -> bool:
 
 
 def _decode(frame: pd.DataFrame, store: Any, model: str, *, like: Any = ()) -> pd.DataFrame:
-    """Class indices (as the store keeps classification rows) back to the logged labels.
+    """Class indices (as the store keeps classification rows) back to the logged labels,
+    typed like the reference's labels (``like``)."""
+    from tunelens.monitor._inputs import decode_classes
 
-    The store names classes as text; a label that reads like one of ``like`` (the
-    reference's labels, e.g. the integer 1 for "1") takes that value and type.
-    """
     record = store.get_model(model)
     classes = list(getattr(record, "classes", None) or ())
     if not classes or getattr(record, "task", None) == "regression":
         return frame
-    typed = {str(v): v for v in like}
-    lookup = np.asarray([typed.get(str(c), c) for c in classes], dtype=object)
-    out = frame.copy()
-    for column in ("prediction", "label"):
-        if column in out.columns:
-            codes = out[column].to_numpy()
-            known = pd.notna(codes)
-            values = np.full(len(codes), None, dtype=object)
-            values[known] = lookup[codes[known].astype(np.int64)]
-            out[column] = pd.Series(values, index=out.index).infer_objects()
-    return out
+    return decode_classes(frame, classes, like=like)

@@ -466,6 +466,26 @@ def check_score_columns(
         )
 
 
+def decode_classes(frame: pd.DataFrame, classes: Sequence[Any], *, like: Any = ()) -> pd.DataFrame:
+    """The inverse of `map_to_classes` on a scanned frame: the ``prediction`` and ``label``
+    class indices (as the store keeps classification rows) back to the class labels.
+
+    A class that reads like one of ``like`` (e.g. a reference's integer 1 for the stored
+    "1") takes that value and type. Returns a copy; missing values stay None.
+    """
+    typed = {str(v): v for v in like}
+    lookup = np.asarray([typed.get(str(c), c) for c in classes], dtype=object)
+    out = frame.copy()
+    for column in ("prediction", "label"):
+        if column in out.columns:
+            codes = out[column].to_numpy()
+            known = pd.notna(codes)
+            values = np.full(len(codes), None, dtype=object)
+            values[known] = lookup[codes[known].astype(np.int64)]
+            out[column] = pd.Series(values, index=out.index).infer_objects()
+    return out
+
+
 def map_to_classes(
     values: pa.Array, classes: Sequence[Any], field: str
 ) -> tuple[npt.NDArray[np.int32], tuple[Any, ...]]:

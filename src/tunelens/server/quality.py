@@ -13,7 +13,6 @@ import io
 from datetime import datetime
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from tunelens.errors import InputError
@@ -55,14 +54,9 @@ def _current(
         c[len(FEATURE_PREFIX) :] if c.startswith(FEATURE_PREFIX) else c for c in frame.columns
     ]
     if record.task != "regression":
-        classes = np.asarray(list(record.classes), dtype=object)
-        for name in ("prediction", "label"):
-            if name in frame.columns:
-                codes = frame[name]
-                known = codes.notna()
-                mapped = pd.Series([None] * len(frame), dtype=object)
-                mapped[known.to_numpy()] = classes[codes[known].astype(int).to_numpy()]
-                frame[name] = mapped.to_numpy()
+        from tunelens.monitor._inputs import decode_classes
+
+        frame = decode_classes(frame, list(record.classes))
     if with_labels:
         labelled: pd.DataFrame = frame[frame["label"].notna()].reset_index(drop=True)
         return labelled
